@@ -1,0 +1,248 @@
+"""Workflows as data: the shape of a workflow and its steps.
+
+A workflow is built from a YAML/JSON file (see ``overture.core.loader``) or directly in Python:
+
+    Workflow(name="greet", steps=[Step(id="hello", uses="echo", inputs={"to": "${input.name}"})])
+
+Constructing a ``Workflow`` checks everything that does not need a handler registry (duplicate
+ids, unknown dependencies, cycles, template syntax...) and raises ``pydantic.ValidationError``
+listing every problem. ``validate_handlers`` checks the ``uses`` names against a registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PrivateAttr,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from overture.core import graph, validate
+from overture.core.durations import parse_duration, parse_rate
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}], "examples": ["30s"]}
+    ),
+]
+"""Seconds; written as a number of seconds or ``'250ms'``, ``'30s'``, ``'1h30m'``."""
+
+Rate = Annotated[
+    float,
+    BeforeValidator(parse_rate),
+    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string"}], "examples": ["10/s"]}),
+]
+"""Events per second; written as ``'10/s'``, ``'100/m'`` or a number per second."""
+
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$", max_length=64)]
+WorkflowName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)]
+
+DEFAULT_PRIORITY = 100
+"""Lower runs first; a step or run without a priority gets this one."""
+
+
+def _as_tuple(value: object) -> object:
+    """Let a single string stand for a one-element list (``depends_on: fetch``)."""
+    return (value,) if isinstance(value, str) else value
+
+
+def _as_jitter(value: object) -> object:
+    """``jitter: true`` is full jitter, ``false`` none; a number is the jittered fraction."""
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if value == "full":
+        return 1.0
+    if value == "none":
+        return 0.0
+    return value
+
+
+StringList = Annotated[tuple[str, ...], BeforeValidator(_as_tuple)]
+
+
+class Spec(BaseModel):
+    """Base of every workflow model: immutable, strict about unknown fields."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, validate_default=True
+    )
+
+
+class RetryPolicy(Spec):
+    """How a failed step is tried again: exponential backoff with jitter, capped."""
+
+    max_attempts: int = Field(3, ge=1, le=1000, description="Attempts in all, the first included.")
+    initial: Duration = Field(1.0, description="Delay before the second attempt.")
+    factor: float = Field(2.0, ge=1.0, le=100.0, description="Growth of the delay per attempt.")
+    max: Duration = Field(60.0, description="Cap on any single delay.")
+    jitter: Annotated[float, BeforeValidator(_as_jitter)] = Field(
+        1.0, ge=0.0, le=1.0, description="Fraction of the delay randomised: 1 is full jitter."
+    )
+    non_retryable: StringList = Field((), description="Error codes that fail the step at once.")
+    max_crashes: int = Field(
+        3, ge=0, le=100, description="Re-deliveries after a worker died, separate from attempts."
+    )
+
+    @model_validator(mode="after")
+    def _cap_not_below_initial(self) -> Self:
+        if self.max < self.initial:
+            raise ValueError(f"max ({self.max}s) is smaller than initial ({self.initial}s)")
+        return self
+
+
+class Compensation(Spec):
+    """The action that undoes a step when its run fails later on."""
+
+    uses: str = Field(min_length=1, description="Handler that undoes the step.")
+    inputs: dict[str, JsonValue] = Field(default_factory=dict, alias="with")
+    retry: RetryPolicy | None = None
+    timeout: Duration | None = None
+
+
+class Concurrency(Spec):
+    """At most ``limit`` jobs in flight per evaluated ``key``; 1 makes a critical section."""
+
+    key: str = Field(min_length=1)
+    limit: int = Field(1, ge=1, le=1_000_000)
+
+
+class RateLimit(Spec):
+    """A token bucket shared by every worker, per evaluated ``key``."""
+
+    key: str = Field(min_length=1)
+    rate: Rate
+    burst: int | None = Field(None, ge=1, description="Bucket size; defaults to one second's rate.")
+
+
+class Circuit(Spec):
+    """Stop calling a downstream after repeated failures, probe again after a cooldown."""
+
+    key: str = Field(min_length=1)
+    failure_threshold: int = Field(5, ge=1)
+    window: Duration = 60.0
+    cooldown: Duration = 30.0
+
+
+class Budget(Spec):
+    """Spending cap (in US dollars) per evaluated ``key`` over a rolling ``window``."""
+
+    key: str = Field(min_length=1)
+    limit_usd: float = Field(gt=0)
+    window: Duration = 86400.0
+
+
+class Triggers(Spec):
+    """What starts runs besides the API: event types, cron expressions, webhook sources."""
+
+    events: StringList = ()
+    cron: StringList = ()
+    webhook: StringList = ()
+
+
+class Defaults(Spec):
+    """Values every step gets unless it sets its own."""
+
+    retry: RetryPolicy | None = None
+    timeout: Duration | None = None
+    priority: int | None = None
+
+
+class Step(Spec):
+    """One node of the workflow's DAG: a handler call with templated inputs."""
+
+    id: Identifier
+    uses: str = Field(min_length=1, description="Name of the handler to call.")
+    inputs: dict[str, JsonValue] = Field(
+        default_factory=dict, alias="with", description="Handler inputs; strings may use ${...}."
+    )
+    depends_on: StringList = ()
+    when: str | bool | None = Field(None, description="Condition; the step is skipped when false.")
+    retry: RetryPolicy | None = None
+    timeout: Duration | None = None
+    compensate: Compensation | None = None
+    concurrency: Concurrency | None = None
+    rate_limit: RateLimit | None = None
+    circuit: Circuit | None = None
+    budget: Budget | None = None
+    priority: int | None = None
+    description: str = ""
+
+
+class Workflow(Spec):
+    """A named, versioned DAG of steps."""
+
+    name: WorkflowName
+    version: int = Field(1, ge=1)
+    description: str = ""
+    on: Triggers = Field(default_factory=Triggers)
+    input: dict[str, JsonValue] | None = Field(None, description="JSON Schema of the run input.")
+    defaults: Defaults = Field(default_factory=Defaults)
+    steps: tuple[Step, ...] = Field(min_length=1, max_length=1000)
+    output: JsonValue = Field(None, description="Template of the run output.")
+
+    _index: dict[str, Step] = PrivateAttr(default_factory=dict)
+    _needs: dict[str, frozenset[str]] = PrivateAttr(default_factory=dict)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, value: object) -> object:
+        """Accept ``version: "2"`` and ``v2`` as written by people."""
+        if isinstance(value, str) and value.lstrip("vV").isdigit():
+            return int(value.lstrip("vV"))
+        return value
+
+    @model_validator(mode="after")
+    def _check(self, info: ValidationInfo) -> Self:
+        self._index = {step.id: step for step in self.steps}
+        self._needs = graph.needs(self)
+        problems = validate.workflow_problems(self)
+        context = info.context if isinstance(info.context, Mapping) else {}
+        sink = context.get("problems")
+        if isinstance(sink, list):
+            sink.extend(problems)  # the loader locates them in the source file
+        elif problems:
+            raise ValueError("\n".join(str(p) for p in problems))
+        return self
+
+    def step(self, step_id: str) -> Step:
+        """The step with this id (``KeyError`` if there is none)."""
+        return self._index[step_id]
+
+    def needs(self, step_id: str) -> frozenset[str]:
+        """Every step this one waits for: ``depends_on`` plus the steps its templates read."""
+        return self._needs[step_id]
+
+    def retry_policy(self, step: Step | Compensation) -> RetryPolicy:
+        """The step's retry policy over the workflow defaults, field by field."""
+        merged: dict[str, Any] = {}
+        for layer in (self.defaults.retry, step.retry):
+            if layer is not None:
+                merged.update({name: getattr(layer, name) for name in layer.model_fields_set})
+        return RetryPolicy(**merged)
+
+    def timeout(self, step: Step | Compensation) -> float | None:
+        """The step's timeout in seconds, or the workflow default."""
+        return step.timeout if step.timeout is not None else self.defaults.timeout
+
+    def priority(self, step: Step, run_priority: int | None) -> int:
+        """Step priority, else the run's, else the workflow default, else ``DEFAULT_PRIORITY``."""
+        for value in (step.priority, run_priority, self.defaults.priority):
+            if value is not None:
+                return value
+        return DEFAULT_PRIORITY
+
+    def to_data(self) -> dict[str, Any]:
+        """The workflow as JSON data that ``Workflow.model_validate`` reads back unchanged."""
+        return self.model_dump(mode="json", by_alias=True, exclude_defaults=True)

@@ -1,0 +1,235 @@
+"""A run's state, derived from its history: ``fold(events) -> RunState``.
+
+``apply`` is total: it never raises for events in an order the engine can produce, so replaying
+a stored history always yields the state the engine saw when it wrote that history.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Literal
+
+from overture.core import events as ev
+from overture.core.events import ErrorInfo
+from overture.serde import JSON
+
+StepStatus = Literal[
+    "pending", "scheduled", "running", "succeeded", "failed", "skipped", "cancelled"
+]
+RunStatus = Literal[
+    "queued",
+    "running",
+    "waiting",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "compensating",
+    "compensated",
+]
+
+TERMINAL_RUN: frozenset[RunStatus] = frozenset({"succeeded", "failed", "cancelled", "compensated"})
+FINISHED_STEP: frozenset[StepStatus] = frozenset({"succeeded", "failed", "skipped", "cancelled"})
+ACTIVE_STEP: frozenset[StepStatus] = frozenset({"scheduled", "running"})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StepState:
+    """Where one step (or one compensation action) stands."""
+
+    id: str
+    status: StepStatus = "pending"
+    attempt: int = 0
+    """Number of the current or last attempt; 0 before the first is scheduled."""
+    crashes: int = 0
+    """Times a worker died while running this step (the crash budget, apart from attempts)."""
+    input: JSON = None
+    output: JSON = None
+    error: ErrorInfo | None = None
+    reason: str | None = None
+    """Why the step was skipped or cancelled."""
+    run_at: datetime | None = None
+    """When the queued attempt may start (later than ``scheduled_at`` while backing off)."""
+    scheduled_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunState:
+    """Where a run stands, as far as its history says."""
+
+    run_id: str
+    workflow: str
+    version: int
+    input: JSON
+    tenant: str = "default"
+    priority: int | None = None
+    correlation_id: str | None = None
+    idempotency_key: str | None = None
+    parent_run_id: str | None = None
+    status: RunStatus = "queued"
+    steps: Mapping[str, StepState] = field(default_factory=lambda: MappingProxyType({}))
+    completed: tuple[str, ...] = ()
+    """Steps that succeeded, in the order they did: compensation runs in reverse."""
+    compensation_plan: tuple[str, ...] = ()
+    compensations: Mapping[str, StepState] = field(default_factory=lambda: MappingProxyType({}))
+    signals: tuple[ev.SignalReceived, ...] = ()
+    output: JSON = None
+    error: ErrorInfo | None = None
+    failed_step: str | None = None
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+    events: int = 0
+    """How many events were folded into this state."""
+
+    def step(self, step_id: str) -> StepState:
+        """The state of a step; a step with no events yet is ``pending``."""
+        return self.steps.get(step_id) or StepState(id=step_id)
+
+    def compensation(self, step_id: str) -> StepState:
+        """The state of a step's compensation action."""
+        return self.compensations.get(step_id) or StepState(id=step_id)
+
+    @property
+    def finished(self) -> bool:
+        """True once the run reached a status it never leaves."""
+        return self.status in TERMINAL_RUN
+
+
+def fold(events: Iterable[ev.Event], state: RunState | None = None) -> RunState:
+    """The state after ``events``, starting from ``state`` (or from nothing)."""
+    for event in events:
+        state = apply(state, event)
+    if state is None:
+        raise ValueError("a run's history starts with RunStarted; no events were given")
+    return state
+
+
+def apply(state: RunState | None, event: ev.Event) -> RunState:
+    """The state after one more event."""
+    if state is None:
+        if not isinstance(event, ev.RunStarted):
+            raise ValueError(f"a run's history starts with RunStarted, not {event.type}")
+        return RunState(
+            run_id=event.run_id,
+            workflow=event.workflow,
+            version=event.version,
+            input=event.input,
+            tenant=event.tenant,
+            priority=event.priority,
+            correlation_id=event.correlation_id,
+            idempotency_key=event.idempotency_key,
+            parent_run_id=event.parent_run_id,
+            created_at=event.at,
+            events=1,
+        )
+    state = _apply_run_event(state, event)
+    state = _apply_step_event(state, event)
+    return dataclasses.replace(state, status=_status(state), events=state.events + 1)
+
+
+def _apply_run_event(state: RunState, event: ev.Event) -> RunState:
+    replace = dataclasses.replace
+    match event:
+        case ev.RunSucceeded(output=output):
+            return replace(state, status="succeeded", output=output, finished_at=event.at)
+        case ev.RunFailed(error=error, failed_step=failed):
+            return replace(
+                state, status="failed", error=error, failed_step=failed, finished_at=event.at
+            )
+        case ev.RunCancelled(reason=reason):
+            error = ErrorInfo(code="cancelled", message=reason, retryable=False)
+            return replace(state, status="cancelled", error=error, finished_at=event.at)
+        case ev.CompensationStarted(steps=plan, error=error, failed_step=failed):
+            return replace(
+                state,
+                status="compensating",
+                compensation_plan=plan,
+                error=error,
+                failed_step=failed,
+            )
+        case ev.CompensationSucceeded():
+            return replace(state, status="compensated", finished_at=event.at)
+        case ev.CompensationFailed(error=error):
+            return replace(state, status="failed", error=error, finished_at=event.at)
+        case ev.SignalReceived():
+            return replace(state, signals=(*state.signals, event))
+    return state
+
+
+def _apply_step_event(state: RunState, event: ev.Event) -> RunState:
+    step_id = getattr(event, "step_id", None)
+    if step_id is None or isinstance(event, ev.PlanGenerated | ev.PlanCacheHit | ev.PlanCacheMiss):
+        return state
+    compensation = bool(getattr(event, "compensation", False))
+    table = state.compensations if compensation else state.steps
+    before = table.get(step_id) or StepState(id=step_id)
+    after = _next_step_state(before, event)
+    updated = MappingProxyType({**table, step_id: after})
+    completed = state.completed
+    if isinstance(event, ev.StepSucceeded) and not compensation:
+        completed = (*completed, step_id)
+    if compensation:
+        return dataclasses.replace(state, compensations=updated)
+    return dataclasses.replace(state, steps=updated, completed=completed)
+
+
+def _next_step_state(step: StepState, event: ev.Event) -> StepState:
+    replace = dataclasses.replace
+    match event:
+        case ev.StepScheduled(attempt=attempt, input=data, run_at=run_at):
+            return replace(
+                step,
+                status="scheduled",
+                attempt=attempt,
+                input=data,
+                run_at=run_at,
+                scheduled_at=event.at,
+                error=None,
+            )
+        case ev.StepRetryScheduled(attempt=attempt, run_at=run_at):
+            return replace(step, status="scheduled", attempt=attempt, run_at=run_at)
+        case ev.StepStarted(attempt=attempt):
+            return replace(step, status="running", attempt=attempt, started_at=event.at)
+        case ev.StepSucceeded(output=output):
+            return replace(
+                step, status="succeeded", output=output, error=None, finished_at=event.at
+            )
+        case ev.StepFailed(error=error, attempt=attempt):
+            return replace(
+                step, status="failed", attempt=attempt, error=error, finished_at=event.at
+            )
+        case ev.StepLeaseExpired():
+            lost = ErrorInfo(
+                code="lease_expired",
+                message="the worker running this step stopped heartbeating",
+                retryable=True,
+            )
+            return replace(
+                step, status="failed", error=lost, crashes=step.crashes + 1, finished_at=event.at
+            )
+        case ev.StepSkipped(reason=reason):
+            return replace(step, status="skipped", reason=reason, finished_at=event.at)
+        case ev.StepCancelled(reason=reason):
+            return replace(step, status="cancelled", reason=reason, finished_at=event.at)
+    return step  # StepHeartbeat changes nothing a decision depends on
+
+
+def _status(state: RunState) -> RunStatus:
+    """The run status implied by its steps, unless a run-level event already fixed it."""
+    if state.status in TERMINAL_RUN or state.status == "compensating":
+        return state.status
+    steps = state.steps.values()
+    if not any(s.started_at for s in steps):
+        return "queued"
+    if any(s.status == "running" for s in steps):
+        return "running"
+    queued = [s for s in steps if s.status == "scheduled"]
+    # Backing off between attempts is waiting, not working.
+    if queued and all(s.run_at and s.scheduled_at and s.run_at > s.scheduled_at for s in queued):
+        return "waiting"
+    return "running"

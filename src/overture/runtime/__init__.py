@@ -1,0 +1,1 @@
+"""The shell around the pure core: executing handlers, and running workflows."""

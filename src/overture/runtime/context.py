@@ -1,0 +1,49 @@
+"""What a handler receives as ``ctx``: who it is running for, and where to log."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from overture.clock import Clock, SystemClock
+from overture.serde import JSON
+
+logger = logging.getLogger("overture.step")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LogLine:
+    """One line a handler logged during an attempt."""
+
+    at: datetime
+    level: str
+    message: str
+    fields: dict[str, JSON]
+
+
+@dataclass(kw_only=True, slots=True)
+class StepContext:
+    """The running attempt, as its handler sees it."""
+
+    run_id: str
+    step_id: str
+    attempt: int
+    workflow: str
+    tenant: str = "default"
+    compensation: bool = False
+    clock: Clock = field(default_factory=SystemClock)
+    logs: list[LogLine] = field(default_factory=list)
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across attempts of this step, so downstreams can deduplicate: tenant:run:step."""
+        key = f"{self.tenant}:{self.run_id}:{self.step_id}"
+        return f"{key}:compensate" if self.compensation else key
+
+    def log(self, message: str, *, level: str = "info", **fields: JSON) -> None:
+        """Record a line in the attempt's log (and in the process log)."""
+        self.logs.append(LogLine(at=self.clock.now(), level=level, message=message, fields=fields))
+        extra: dict[str, Any] = {"run_id": self.run_id, "step_id": self.step_id, **fields}
+        logger.log(logging.getLevelName(level.upper()), message, extra={"overture": extra})
