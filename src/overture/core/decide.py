@@ -78,6 +78,9 @@ def _round(workflow: Workflow, state: RunState, now: datetime) -> list[Command]:
     return _finish(workflow, state)
 
 
+_DONE_WITHOUT_FAILING = frozenset({"succeeded", "skipped", "cancelled"})
+
+
 def _cancel_active(state: RunState, reason: str) -> list[Command]:
     out: list[Command] = []
     for table, compensation in ((state.steps, False), (state.compensations, True)):
@@ -95,9 +98,11 @@ def _timeouts(
     table = state.compensations if compensation else state.steps
     out: list[Command] = []
     for s in table.values():
-        limit = workflow.timeout(_spec(workflow, s.id, compensation))
         started = s.started_at
-        if s.status != "running" or limit is None or started is None:
+        if s.status != "running" or started is None:
+            continue
+        limit = workflow.timeout(_spec(workflow, s.id, compensation))
+        if limit is None:
             continue
         if now >= started + timedelta(seconds=limit):
             error = ErrorInfo(code="timeout", message=f"did not finish within {limit:g}s")
@@ -166,19 +171,21 @@ def _fail(workflow: Workflow, state: RunState, error: ErrorInfo, step: str | Non
 
 
 def _advance(workflow: Workflow, state: RunState, now: datetime) -> list[Command]:
-    scope = _scope(state)
+    graph, seen = workflow.graph, state.steps
+    scope: Scope | None = None
     out: list[Command] = []
     for step in workflow.steps:
-        if state.step(step.id).status != "pending":
+        if step.id in seen:
+            continue  # a step with any event is no longer pending
+        deps = [seen.get(d) for d in graph.needs[step.id]]
+        if any(d is None or d.status not in _DONE_WITHOUT_FAILING for d in deps):
             continue
-        deps = [state.step(d) for d in workflow.needs(step.id)]
-        if any(d.status not in ("succeeded", "skipped", "cancelled") for d in deps):
-            continue
-        not_run = sorted(d.id for d in deps if d.status != "succeeded")
+        not_run = sorted(d.id for d in deps if d is not None and d.status != "succeeded")
         if not_run:
             reason = f"dependency {not_run[0]!r} was {state.step(not_run[0]).status}"
             out.append(cmd.SkipStep(step_id=step.id, reason=reason))
         else:
+            scope = scope or _scope(state)
             out.append(_schedule(workflow, state, step, scope, now))
     return out
 
@@ -206,13 +213,16 @@ def _schedule(
 
 
 def _finish(workflow: Workflow, state: RunState) -> list[Command]:
-    if any(state.step(s.id).status not in ("succeeded", "skipped") for s in workflow.steps):
+    steps = state.steps
+    if len(steps) < len(workflow.steps):
+        return []  # some step has not even been scheduled
+    if any(s.status not in ("succeeded", "skipped") for s in steps.values()):
         return []
     if workflow.output is None:
-        needed = {dep for step in workflow.steps for dep in workflow.needs(step.id)}
-        sinks = [s.id for s in workflow.steps if s.id not in needed]
         output: JSON = {
-            sid: state.step(sid).output for sid in sinks if state.step(sid).status == "succeeded"
+            sid: steps[sid].output
+            for sid in workflow.graph.sinks
+            if steps[sid].status == "succeeded"
         }
         return [cmd.CompleteRun(output=output)]
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from overture.core.conditions import parse_condition
@@ -43,6 +44,26 @@ def _safe_references(value: JSON) -> Iterator[Reference]:
     elif isinstance(value, str) and "${" in value:
         with contextlib.suppress(TemplateSyntaxError):
             yield from references(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Graph:
+    """What the engine asks of a workflow's shape, computed once per workflow."""
+
+    steps: Mapping[str, Step]
+    needs: Mapping[str, frozenset[str]]
+    sinks: tuple[str, ...]
+    """Steps no other step waits for: their outputs are the run's default output."""
+
+    @classmethod
+    def of(cls, workflow: Workflow) -> Graph:
+        wanted = needs(workflow)
+        needed = {dep for deps in wanted.values() for dep in deps}
+        return cls(
+            steps={step.id: step for step in workflow.steps},
+            needs=wanted,
+            sinks=tuple(s.id for s in workflow.steps if s.id not in needed),
+        )
 
 
 def needs(workflow: Workflow) -> dict[str, frozenset[str]]:

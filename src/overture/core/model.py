@@ -192,8 +192,7 @@ class Workflow(Spec):
     steps: tuple[Step, ...] = Field(min_length=1, max_length=1000)
     output: JsonValue = Field(None, description="Template of the run output.")
 
-    _index: dict[str, Step] = PrivateAttr(default_factory=dict)
-    _needs: dict[str, frozenset[str]] = PrivateAttr(default_factory=dict)
+    _graph: graph.Graph | None = PrivateAttr(default=None)
 
     @field_validator("version", mode="before")
     @classmethod
@@ -205,8 +204,7 @@ class Workflow(Spec):
 
     @model_validator(mode="after")
     def _check(self, info: ValidationInfo) -> Self:
-        self._index = {step.id: step for step in self.steps}
-        self._needs = graph.needs(self)
+        self._graph = graph.Graph.of(self)
         problems = validate.workflow_problems(self)
         context = info.context if isinstance(info.context, Mapping) else {}
         sink = context.get("problems")
@@ -216,13 +214,20 @@ class Workflow(Spec):
             raise ValueError("\n".join(str(p) for p in problems))
         return self
 
+    @property
+    def graph(self) -> graph.Graph:
+        """The DAG: steps by id, what each waits for, the sinks."""
+        # Read the private slot directly: pydantic's __getattr__ route is slow on a hot path.
+        found: graph.Graph = self.__pydantic_private__["_graph"]  # type: ignore[index]
+        return found
+
     def step(self, step_id: str) -> Step:
         """The step with this id (``KeyError`` if there is none)."""
-        return self._index[step_id]
+        return self.graph.steps[step_id]
 
     def needs(self, step_id: str) -> frozenset[str]:
         """Every step this one waits for: ``depends_on`` plus the steps its templates read."""
-        return self._needs[step_id]
+        return self.graph.needs[step_id]
 
     def retry_policy(self, step: Step | Compensation) -> RetryPolicy:
         """The step's retry policy over the workflow defaults, field by field."""
