@@ -169,3 +169,20 @@ def test_missing_file_is_a_clear_error() -> None:
 def test_version() -> None:
     done = overture("--version")
     assert done.returncode == 0 and "overture, version" in done.stdout
+
+
+def test_dry_run_needs_no_real_secrets_and_prints_none() -> None:
+    done = overture(
+        "run",
+        ROOT / "examples" / "trip_booking.yml",
+        "--dry-run",
+        "-i",
+        "traveller=ana",
+        "-i",
+        "flight_id=LH1",
+    )
+    assert done.returncode == 0, done.stdout
+    assert (
+        "<secret FLIGHTS_TOKEN>" not in done.stdout.split("output: ")[0].split("trip_booking v1")[0]
+    )
+    assert "upgrade skipped: condition is false" in done.stdout

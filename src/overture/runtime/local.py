@@ -12,16 +12,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from jsonschema import Draft202012Validator
-
 from overture.clock import Clock, SystemClock
 from overture.core import commands as cmd
 from overture.core import events as ev
 from overture.core.decide import decide
+from overture.core.inputs import prepare_input
 from overture.core.model import Workflow
 from overture.core.state import RunState, apply
 from overture.core.validate import handler_problems
-from overture.errors import InputInvalid, WorkflowInvalid
+from overture.errors import WorkflowInvalid
 from overture.handlers.registry import HandlerRegistry
 from overture.ids import new_run_id
 from overture.runtime.context import StepContext
@@ -48,17 +47,6 @@ class RunResult:
         return self.state.output
 
 
-def validate_input(workflow: Workflow, data: JSON) -> None:
-    """Raise ``InputInvalid`` unless ``data`` fits the workflow's ``input`` JSON Schema."""
-    if workflow.input is None:
-        return
-    validator = Draft202012Validator(workflow.input)
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.path))
-    if errors:
-        messages = [f"{'/'.join(map(str, e.path)) or '(top)'}: {e.message}" for e in errors]
-        raise InputInvalid(workflow.name, messages)
-
-
 class LocalRunner:
     """Runs workflows in-process with the handlers of one registry."""
 
@@ -74,7 +62,7 @@ class LocalRunner:
         self.registry = registry
         self.clock: Clock = clock or SystemClock()
         self._sleep = sleep or asyncio.sleep
-        self.secrets: Mapping[str, str] = secrets or {}
+        self.secrets: Mapping[str, str] = {} if secrets is None else secrets
         self.tenant = tenant
 
     async def run(
@@ -88,8 +76,7 @@ class LocalRunner:
         listener: Listener | None = None,
     ) -> RunResult:
         """Run ``workflow`` with ``input`` until it finishes; raise if it cannot start."""
-        data: JSON = {} if input is None else input
-        validate_input(workflow, data)
+        data = prepare_input(workflow.name, workflow.input, {} if input is None else input)
         if problems := handler_problems(workflow, self.registry.names()):
             raise WorkflowInvalid(problems)
         started = ev.RunStarted(
