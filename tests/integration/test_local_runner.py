@@ -264,3 +264,24 @@ async def test_listener_sees_every_event_in_order() -> None:
     )
     assert seen == [e.type for e in result.events]
     assert seen == ["RunStarted", "StepScheduled", "StepStarted", "StepSucceeded", "RunSucceeded"]
+
+
+async def test_handler_logs_are_kept_per_attempt_and_levels_are_checked() -> None:
+    reg = HandlerRegistry()
+    contexts: list[StepContext] = []
+
+    @reg.handler("x")
+    async def x(ctx: StepContext) -> None:
+        contexts.append(ctx)
+        ctx.log("fetched", level="warning", rows=2)
+        ctx.log("oops", level="loud")  # type: ignore[arg-type]
+
+    result = await runner(reg)[0].run(
+        workflow({"id": "a", "uses": "x", "retry": {"max_attempts": 1}})
+    )
+    assert result.state.error is not None
+    assert "log level must be one of debug, info, warning, error" in result.state.error.message
+    (ctx,) = contexts
+    assert [(line.level, line.message, line.fields) for line in ctx.logs] == [
+        ("warning", "fetched", {"rows": 2})
+    ]

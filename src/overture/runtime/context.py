@@ -5,12 +5,20 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from overture.clock import Clock, SystemClock
 from overture.serde import JSON
 
 logger = logging.getLogger("overture.step")
+
+Level = Literal["debug", "info", "warning", "error"]
+LEVELS: dict[str, int] = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -42,8 +50,10 @@ class StepContext:
         key = f"{self.tenant}:{self.run_id}:{self.step_id}"
         return f"{key}:compensate" if self.compensation else key
 
-    def log(self, message: str, *, level: str = "info", **fields: JSON) -> None:
+    def log(self, message: str, *, level: Level = "info", **fields: JSON) -> None:
         """Record a line in the attempt's log (and in the process log)."""
+        if level not in LEVELS:
+            raise ValueError(f"log level must be one of {', '.join(LEVELS)}, not {level!r}")
         self.logs.append(LogLine(at=self.clock.now(), level=level, message=message, fields=fields))
         extra: dict[str, Any] = {"run_id": self.run_id, "step_id": self.step_id, **fields}
-        logger.log(logging.getLevelName(level.upper()), message, extra={"overture": extra})
+        logger.log(LEVELS[level], message, extra={"overture": extra})
