@@ -8,7 +8,6 @@ import uuid
 from typing import NewType, Protocol
 
 RunId = NewType("RunId", str)
-StepId = NewType("StepId", str)
 
 
 class IdFactory(Protocol):

@@ -242,8 +242,6 @@ EVENT_TYPES: dict[str, type[Event]] = {
     )
 }
 
-TERMINAL_EVENTS = (RunSucceeded, RunFailed, RunCancelled, CompensationSucceeded, CompensationFailed)
-
 
 def to_data(event: Event) -> dict[str, Any]:
     """The event as JSON data: ``{"type": ..., "at": ISO-8601, ...fields}``."""

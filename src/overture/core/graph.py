@@ -102,19 +102,3 @@ def find_cycle(edges: Mapping[str, Iterable[str]]) -> list[str] | None:
                 path.append(child)
                 stack.append((child, iter(sorted(edges[child]))))
     return None
-
-
-def topological_order(edges: Mapping[str, Iterable[str]]) -> list[str]:
-    """Steps ordered so that each comes after everything it needs (declaration order on ties)."""
-    remaining = {node: set(deps) for node, deps in edges.items()}
-    order: list[str] = []
-    while remaining:
-        ready = [node for node, deps in remaining.items() if not deps]
-        if not ready:
-            raise ValueError(f"dependency cycle: {find_cycle(remaining)}")
-        for node in ready:
-            del remaining[node]
-            order.append(node)
-        for deps in remaining.values():
-            deps.difference_update(ready)
-    return order

@@ -32,7 +32,6 @@ RunStatus = Literal[
 ]
 
 TERMINAL_RUN: frozenset[RunStatus] = frozenset({"succeeded", "failed", "cancelled", "compensated"})
-FINISHED_STEP: frozenset[StepStatus] = frozenset({"succeeded", "failed", "skipped", "cancelled"})
 ACTIVE_STEP: frozenset[StepStatus] = frozenset({"scheduled", "running"})
 
 
