@@ -10,6 +10,7 @@ from rich.text import Text
 
 from overture import serde
 from overture.errors import Problem
+from overture.serde import JSON
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -26,9 +27,9 @@ def print_problems(out: Console, problems: Iterable[Problem]) -> None:
         out.print(line)
 
 
-def parse_assignments(pairs: Iterable[str], what: str) -> dict[str, object]:
+def parse_assignments(pairs: Iterable[str], what: str) -> dict[str, JSON]:
     """``key=value`` pairs; a value that is JSON (``3``, ``true``, ``[1]``) keeps its type."""
-    result: dict[str, object] = {}
+    result: dict[str, JSON] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:

@@ -112,7 +112,7 @@ def _input(input_json: str | None, pairs: tuple[str, ...]) -> dict[str, JSON]:
         if not isinstance(loaded, dict):
             raise click.BadParameter("must be a JSON object", param_hint="--input-json")
         data.update(loaded)
-    data.update(parse_assignments(pairs, "--input"))  # type: ignore[arg-type]
+    data.update(parse_assignments(pairs, "--input"))
     return data
 
 

@@ -74,10 +74,8 @@ def _from_pydantic(item: Any, data: Any) -> Problem:
         field = item["loc"][-1]
         code, message = "missing_field", f"missing required field {field!r}"
         path = _data_path(tuple(item["loc"][:-1]), data)
-    elif "duration" in message:
-        code = "bad_duration"
-    elif "rate" in message and kind == "value_error":
-        code = "bad_rate"
+    elif kind in ("bad_duration", "bad_rate"):
+        code = kind
     return Problem(message=message, code=code, path=path)
 
 

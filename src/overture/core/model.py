@@ -11,7 +11,7 @@ listing every problem. ``validate_handlers`` checks the ``uses`` names against a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Self
 
 from pydantic import (
@@ -26,13 +26,27 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from overture.core import graph, validate
 from overture.core.durations import parse_duration, parse_rate
 
+
+def _coded(parse: Callable[[object], float], code: str) -> Callable[[object], float]:
+    """Report a parser's ``ValueError`` under a stable error code instead of ``value_error``."""
+
+    def validate(value: object) -> float:
+        try:
+            return parse(value)
+        except ValueError as error:
+            raise PydanticCustomError(code, str(error)) from None
+
+    return validate
+
+
 Duration = Annotated[
     float,
-    BeforeValidator(parse_duration),
+    BeforeValidator(_coded(parse_duration, "bad_duration")),
     WithJsonSchema(
         {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}], "examples": ["30s"]}
     ),
@@ -41,7 +55,7 @@ Duration = Annotated[
 
 Rate = Annotated[
     float,
-    BeforeValidator(parse_rate),
+    BeforeValidator(_coded(parse_rate, "bad_rate")),
     WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string"}], "examples": ["10/s"]}),
 ]
 """Events per second; written as ``'10/s'``, ``'100/m'`` or a number per second."""

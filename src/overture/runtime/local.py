@@ -61,7 +61,7 @@ class LocalRunner:
     ) -> None:
         self.registry = registry
         self.clock: Clock = clock or SystemClock()
-        self._sleep = sleep or asyncio.sleep
+        self.sleep = sleep or asyncio.sleep
         self.secrets: Mapping[str, str] = {} if secrets is None else secrets
         self.tenant = tenant
 
@@ -105,6 +105,7 @@ class _Run:
         self.state: RunState | None = None
         self.queued: dict[Key, cmd.Job] = {}
         self.running: dict[asyncio.Task[Outcome], cmd.Job] = {}
+        self.cancelled: set[asyncio.Task[Outcome]] = set()
 
     def record(self, event: ev.Event) -> None:
         self.history.append(event)
@@ -152,6 +153,7 @@ class _Run:
             if (job.step_id, job.compensation) == key:
                 task.cancel()
                 del self.running[task]
+                self.cancelled.add(task)  # awaited before run() returns, so cleanup finishes
 
     def _start_due(self) -> None:
         now = self._now()
@@ -186,7 +188,7 @@ class _Run:
         if not self.running:
             if next_due is None:
                 raise RuntimeError(f"run {self._state.run_id} has nothing to wait for: engine bug")
-            await self.runner._sleep(next_due)
+            await self.runner.sleep(next_due)
             return
         done, _ = await asyncio.wait(
             self.running, timeout=next_due, return_when=asyncio.FIRST_COMPLETED
@@ -219,8 +221,8 @@ class _Run:
             )
 
     async def _stop_all(self) -> None:
-        tasks = list(self.running)
-        for task in tasks:
+        for task in self.running:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self.running, *self.cancelled, return_exceptions=True)
         self.running.clear()
+        self.cancelled.clear()
