@@ -80,6 +80,9 @@ _EXPORTS = {
     "HandlerRegistry": "overture.handlers.registry",
     "StepContext": "overture.runtime.context",
     "LocalRunner": "overture.runtime.local",
+    "Client": "overture.client",
+    "Worker": "overture.runtime.worker",
+    **dict.fromkeys(["Conflict", "NotFound", "NotRetryable"], "overture.errors"),
     "RunResult": "overture.runtime.local",
 }
 
@@ -97,8 +100,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Cancelled",
+    "Client",
     "Compensation",
     "Concurrency",
+    "Conflict",
     "Defaults",
     "DocumentInvalid",
     "HandlerNotFound",
@@ -106,6 +111,8 @@ __all__ = [
     "InputInvalid",
     "LocalRunner",
     "NonRetryable",
+    "NotFound",
+    "NotRetryable",
     "OvertureError",
     "Problem",
     "RateLimit",
@@ -116,6 +123,7 @@ __all__ = [
     "StepContext",
     "StepError",
     "Triggers",
+    "Worker",
     "Workflow",
     "WorkflowInvalid",
     "__version__",

@@ -133,6 +133,49 @@ class InputInvalid(OvertureError):
         super().__init__(f"input of workflow {workflow!r} is invalid: " + "; ".join(errors))
 
 
+class NotFound(OvertureError):
+    """The object does not exist (or belongs to another tenant: the two look the same)."""
+
+    code = "not_found"
+
+    def __init__(self, kind: str, key: object) -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(f"{kind} {key!r} not found")
+
+
+class Conflict(OvertureError):
+    """The request contradicts what is stored, e.g. a workflow version redefined."""
+
+    def __init__(self, message: str, *, code: str = "conflict") -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class NotRetryable(OvertureError):
+    """A run cannot be reopened; the message says why and what to do instead."""
+
+    code = "not_retryable"
+
+
+class InvalidCursor(OvertureError):
+    """A pagination cursor that no listing returned."""
+
+    code = "bad_cursor"
+
+
+class DatabaseUrlInvalid(OvertureError):
+    """A ``--database-url`` names no store Overture has."""
+
+    code = "bad_database_url"
+
+
+class SchemaOutdated(OvertureError):
+    """The database lacks migrations this version needs: run ``overture db migrate``."""
+
+    code = "schema_outdated"
+
+
 class StepError(OvertureError):
     """Raised by a handler to fail its step with a chosen code.
 

@@ -47,6 +47,7 @@ SAMPLES: list[ev.Event] = [
     ev.RunSucceeded(at=EPOCH, output={"ok": True}),
     ev.RunFailed(at=EPOCH, error=ERROR, failed_step="c"),
     ev.RunCancelled(at=EPOCH, reason="user"),
+    ev.RunRetried(at=EPOCH, steps=("a", "b")),
 ]
 
 

@@ -8,8 +8,10 @@ import overture
 def test_public_names_are_pinned() -> None:
     assert overture.__all__ == [
         "Cancelled",
+        "Client",
         "Compensation",
         "Concurrency",
+        "Conflict",
         "Defaults",
         "DocumentInvalid",
         "HandlerNotFound",
@@ -17,6 +19,8 @@ def test_public_names_are_pinned() -> None:
         "InputInvalid",
         "LocalRunner",
         "NonRetryable",
+        "NotFound",
+        "NotRetryable",
         "OvertureError",
         "Problem",
         "RateLimit",
@@ -27,6 +31,7 @@ def test_public_names_are_pinned() -> None:
         "StepContext",
         "StepError",
         "Triggers",
+        "Worker",
         "Workflow",
         "WorkflowInvalid",
         "__version__",

@@ -5,7 +5,10 @@ from __future__ import annotations
 import click
 
 from overture import __version__
+from overture.cli.db import db
 from overture.cli.run import run
+from overture.cli.runs import dlq, runs, workers
+from overture.cli.worker import worker
 from overture.cli.workflows import workflows
 
 
@@ -15,5 +18,5 @@ def main() -> None:
     """Overture: a durable orchestrator for AI-agent workflows."""
 
 
-main.add_command(workflows)
-main.add_command(run)
+for command in (workflows, run, worker, runs, dlq, workers, db):
+    main.add_command(command)

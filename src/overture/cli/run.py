@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
-from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -14,19 +13,25 @@ from rich.table import Table
 from rich.text import Text
 
 from overture import serde
+from overture.cli.common import database_url_option, reports_errors
 from overture.cli.console import console, parse_assignments, print_problems
+from overture.cli.secrets import secrets_from_env
 from overture.cli.workflows import load_handler_names, report_invalid
+from overture.client import FINISHED
 from overture.core import events as ev
 from overture.core.loader import load_workflow
 from overture.core.model import Workflow
 from overture.core.state import RunState
 from overture.errors import DocumentInvalid, InputInvalid, WorkflowInvalid
+from overture.handlers.basic import basic_registry
 from overture.handlers.registry import BUILTIN_HANDLER_NAMES, HandlerRegistry, load_registry
 from overture.runtime.local import LocalRunner
+from overture.runtime.worker import Worker
 from overture.serde import JSON
+from overture.store import create_store
+from overture.store.records import StartRun
 from overture.testing import PlaceholderSecrets, echo_registry
 
-SECRET_PREFIX = "OVERTURE_SECRET_"
 STATUS_STYLE = {
     "succeeded": "green",
     "failed": "red",
@@ -45,6 +50,13 @@ STATUS_STYLE = {
     metavar="MODULE:ATTR",
     help="Run the steps with the handlers of this HandlerRegistry.",
 )
+@click.option(
+    "--local",
+    is_flag=True,
+    help="Run for real and durably: in the database (embedded SQLite by default) with an "
+    "in-process worker. Handlers: noop, echo, fail and those of --handlers.",
+)
+@database_url_option
 @click.option("--input", "-i", "inputs", multiple=True, metavar="KEY=VALUE", help="Run input.")
 @click.option("--input-json", metavar="JSON", help="Run input as a JSON object (KEY=VALUE adds).")
 @click.option(
@@ -54,21 +66,29 @@ STATUS_STYLE = {
     metavar="STEP",
     help="With --dry-run: make STEP fail, to see how the run winds down and compensates.",
 )
+@reports_errors
 def run(
     path: Path,
     dry_run: bool,
     handler_target: str | None,
+    local: bool,
+    database_url: str,
     inputs: tuple[str, ...],
     input_json: str | None,
     fail_steps: tuple[str, ...],
 ) -> None:
-    """Run the workflow in PATH in this process; exit 0 if it succeeds, 1 if it does not.
+    """Run the workflow in PATH and watch every step; exit 0 if it succeeds, 1 if it does not.
 
-    Nothing is stored: use it to try a workflow. Secrets come from OVERTURE_SECRET_<NAME>
-    environment variables (a dry run never reads them).
+    --dry-run and --handlers run in memory (nothing is stored: use them to try a workflow);
+    --local stores the run like production does, so `overture runs show` finds it afterwards.
+    Secrets come from OVERTURE_SECRET_<NAME> environment variables (a dry run never reads them).
     """
-    if dry_run == (handler_target is not None):
-        raise click.UsageError("pass exactly one of --dry-run or --handlers MODULE:ATTR")
+    if dry_run and (local or handler_target):
+        raise click.UsageError(
+            "--dry-run runs nothing: it cannot be combined with --local or --handlers"
+        )
+    if not (dry_run or local or handler_target):
+        raise click.UsageError("pass one of --dry-run, --local or --handlers MODULE:ATTR")
     if fail_steps and not dry_run:
         raise click.UsageError("--fail only applies to --dry-run")
     out = console()
@@ -77,7 +97,7 @@ def run(
     if handler_target:
         known |= load_handler_names(handler_target)
     try:
-        workflow = load_workflow(path, handlers=known if handler_target else None)
+        workflow = load_workflow(path, handlers=None if dry_run else known)
     except WorkflowInvalid as invalid:
         report_invalid(out, path, invalid.problems)
         raise SystemExit(1) from None
@@ -88,8 +108,15 @@ def run(
         missing = sorted(set(fail_steps) - {s.id for s in workflow.steps})
         if missing:
             raise click.BadParameter(f"no such step: {', '.join(missing)}", param_hint="--fail")
-    runner = _runner(workflow, handler_target, fail_steps)
     printer = _Printer(out)
+    if local:
+        registry = basic_registry()
+        if handler_target:
+            registry = load_registry(handler_target).include(registry)
+        state = asyncio.run(_run_durably(database_url, workflow, data, registry, printer))
+        _summary(out, workflow, state)
+        raise SystemExit(0 if state.status == "succeeded" else 1)
+    runner = _runner(workflow, handler_target, fail_steps)
     try:
         result = asyncio.run(runner.run(workflow, data, listener=printer))
     except InputInvalid as invalid:
@@ -122,27 +149,71 @@ def _runner(workflow: Workflow, target: str | None, fail: tuple[str, ...]) -> Lo
         names |= {s.compensate.uses for s in workflow.steps if s.compensate}
         return LocalRunner(echo_registry(names, fail=fail), secrets=PlaceholderSecrets())
     registry: HandlerRegistry = load_registry(target)
-    return LocalRunner(registry, secrets=_secrets_from_env(os.environ))
+    return LocalRunner(registry, secrets=secrets_from_env(os.environ))
 
 
-def _secrets_from_env(environ: Mapping[str, str]) -> dict[str, str]:
-    return {
-        k.removeprefix(SECRET_PREFIX): v for k, v in environ.items() if k.startswith(SECRET_PREFIX)
-    }
+async def _run_durably(
+    url: str,
+    workflow: Workflow,
+    data: JSON,
+    registry: HandlerRegistry,
+    printer: _Printer,
+) -> RunState:
+    """Register, start and work the run with an in-process worker, printing its history live."""
+    store = create_store(url)
+    await store.open()
+    try:
+        record = await store.register_workflow(workflow)
+        run, _ = await store.start_run(
+            StartRun(workflow=record.name, version=record.version, input=data)
+        )
+        worker = Worker(store, registry, poll=0.05, secrets=secrets_from_env(os.environ))
+        working = asyncio.create_task(worker.run())
+        seen = 0
+        try:
+            while True:
+                for stored in await store.events(run.id, after=seen):
+                    printer(stored.event)
+                    seen = stored.seq
+                current = await store.get_run(run.id)
+                if current.status in FINISHED and seen >= current.events:
+                    break
+                if working.done():
+                    working.result()  # the worker died: say why
+                await asyncio.sleep(0.02)
+        finally:
+            worker.stop(grace=0)
+            await working
+        return await store.run_state(run.id)
+    finally:
+        await store.close()
 
 
 class _Printer:
-    """Prints each step event as it happens."""
+    """Prints each step event as it happens, timed from the run's start by the events' clock."""
 
     def __init__(self, out: Console) -> None:
         self.out = out
-        self.started = time.monotonic()
+        self.run_started: datetime | None = None
+        self.step_started: dict[tuple[str, bool], datetime] = {}
 
     def __call__(self, event: ev.Event) -> None:
+        self.run_started = self.run_started or event.at
+        key = (getattr(event, "step_id", ""), bool(getattr(event, "compensation", False)))
+        if isinstance(event, ev.StepStarted):
+            self.step_started[key] = event.at
         line = _describe(event)
-        if line is not None:
-            clock = f"{time.monotonic() - self.started:7.2f}s "
-            self.out.print(Text.assemble((clock, "dim"), line))
+        if line is None:
+            return
+        began = self.step_started.get(key)
+        if isinstance(event, ev.StepSucceeded | ev.StepFailed) and began is not None:
+            line.append(f" ({_duration((event.at - began).total_seconds())})", style="dim")
+        clock = f"{(event.at - self.run_started).total_seconds():7.2f}s "
+        self.out.print(Text.assemble((clock, "dim"), line))
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
 def _describe(event: ev.Event) -> Text | None:

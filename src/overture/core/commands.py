@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeAlias
+from typing import Literal, TypeAlias
 
 from overture.core import events as ev
 from overture.core.events import ErrorInfo
@@ -39,7 +39,7 @@ class RetryStep:
 
     job: Job
     delay: float
-    reason: str = "error"
+    reason: Literal["error", "crash", "released"] = "error"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -129,7 +129,7 @@ def to_event(command: Command, now: datetime) -> ev.Event:
                 attempt=job.attempt,
                 run_at=job.run_at,
                 delay=delay,
-                reason="crash" if reason == "crash" else "error",
+                reason=reason,
                 compensation=job.compensation,
             )
         case SkipStep(step_id=step_id, reason=reason):

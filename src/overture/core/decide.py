@@ -78,6 +78,9 @@ def _round(workflow: Workflow, state: RunState, now: datetime) -> list[Command]:
     return _finish(workflow, state)
 
 
+SKIPPED_BY_DEPENDENCY = "dependency "
+"""How the reason of a step skipped because a dependency did not succeed begins."""
+
 _DONE_WITHOUT_FAILING = frozenset({"succeeded", "skipped", "cancelled"})
 
 
@@ -182,7 +185,7 @@ def _advance(workflow: Workflow, state: RunState, now: datetime) -> list[Command
             continue
         not_run = sorted(d.id for d in deps if d is not None and d.status != "succeeded")
         if not_run:
-            reason = f"dependency {not_run[0]!r} was {state.step(not_run[0]).status}"
+            reason = f"{SKIPPED_BY_DEPENDENCY}{not_run[0]!r} was {state.step(not_run[0]).status}"
             out.append(cmd.SkipStep(step_id=step.id, reason=reason))
         else:
             scope = scope or _scope(state)
@@ -205,7 +208,7 @@ def _schedule(
         attempt=1,
         uses=step.uses,
         input=data,
-        run_at=now,
+        run_at=max(now, state.not_before or now),
         priority=workflow.priority(step, state.priority),
         timeout=workflow.timeout(step),
     )

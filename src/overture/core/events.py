@@ -55,6 +55,8 @@ class RunStarted(Event):
     correlation_id: str | None = None
     idempotency_key: str | None = None
     parent_run_id: str | None = None
+    not_before: datetime | None = None
+    """A delayed run: its first steps are queued to start at this time."""
 
 
 @_event
@@ -107,13 +109,17 @@ class StepFailed(Event):
 @_event
 @dataclass(frozen=True, kw_only=True, slots=True)
 class StepRetryScheduled(Event):
-    """Another attempt is queued for ``run_at``; after a crash the attempt number is unchanged."""
+    """Another attempt is queued for ``run_at``.
+
+    After a crash (``crash``) or a worker giving the attempt back on shutdown (``released``) the
+    attempt number is unchanged: the handler's own retry budget is not spent.
+    """
 
     step_id: str
     attempt: int
     run_at: datetime
     delay: float
-    reason: Literal["error", "crash"] = "error"
+    reason: Literal["error", "crash", "released"] = "error"
     compensation: bool = False
 
 
@@ -216,6 +222,14 @@ class RunCancelled(Event):
     reason: str = "cancelled"
 
 
+@_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunRetried(Event):
+    """A failed or cancelled run is reopened: ``steps`` (and what they skipped) run again."""
+
+    steps: tuple[str, ...]
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
@@ -239,6 +253,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RunSucceeded,
         RunFailed,
         RunCancelled,
+        RunRetried,
     )
 }
 

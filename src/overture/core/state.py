@@ -70,6 +70,8 @@ class RunState:
     correlation_id: str | None = None
     idempotency_key: str | None = None
     parent_run_id: str | None = None
+    not_before: datetime | None = None
+    """A delayed run's start time: no step is queued to start earlier."""
     status: RunStatus = "queued"
     steps: Mapping[str, StepState] = field(default_factory=lambda: MappingProxyType({}))
     completed: tuple[str, ...] = ()
@@ -123,6 +125,7 @@ def apply(state: RunState | None, event: ev.Event) -> RunState:
             correlation_id=event.correlation_id,
             idempotency_key=event.idempotency_key,
             parent_run_id=event.parent_run_id,
+            not_before=event.not_before,
             created_at=event.at,
             events=1,
         )
@@ -162,6 +165,17 @@ def _run_changes(state: RunState, event: ev.Event) -> dict[str, Any]:
             return {"status": "failed", "error": error, "finished_at": event.at}
         case ev.SignalReceived():
             return {"signals": (*state.signals, event)}
+        case ev.RunRetried(steps=reopened):
+            # The reopened steps become pending again, so the engine schedules them afresh.
+            steps = {sid: s for sid, s in state.steps.items() if sid not in reopened}
+            return {
+                "status": "queued",
+                "steps": MappingProxyType(steps),
+                "output": None,
+                "error": None,
+                "failed_step": None,
+                "finished_at": None,
+            }
     return {}
 
 

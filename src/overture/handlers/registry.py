@@ -26,6 +26,7 @@ HandlerFn = Callable[..., Awaitable[Any]]
 
 BUILTIN_HANDLER_NAMES = frozenset(
     {"http", "shell", "sleep", "wait", "workflow", "llm", "a2a", "plan", "github_pr"}
+    | {"noop", "echo", "fail"}
 )
 """Names reserved for Overture's built-in handlers; a workflow may use them without registering."""
 
@@ -135,6 +136,12 @@ class HandlerRegistry:
             return self._specs[name]
         except KeyError:
             raise HandlerNotFound(name, list(self._specs)) from None
+
+    def include(self, other: HandlerRegistry) -> HandlerRegistry:
+        """Add ``other``'s handlers whose names are not taken here (yours win); returns self."""
+        for spec in other:
+            self._specs.setdefault(spec.name, spec)
+        return self
 
     def names(self) -> frozenset[str]:
         """Every registered name."""

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from overture import serde
-from overture.core.commands import Job
 from overture.core.events import ErrorInfo
 from overture.core.templates import reveal
 from overture.errors import Retry, SecretMissing, StepError
@@ -32,11 +31,16 @@ class Outcome:
 
 
 async def execute(
-    spec: HandlerSpec, job: Job, ctx: StepContext, secrets: Mapping[str, str]
+    spec: HandlerSpec,
+    input: JSON,
+    ctx: StepContext,
+    secrets: Mapping[str, str],
+    *,
+    timeout: float | None = None,
 ) -> Outcome:
-    """Call ``spec``'s handler with ``job``'s inputs and return how the attempt ended."""
+    """Call ``spec``'s handler with ``input`` (secrets sealed) and return how the attempt ended."""
     try:
-        inputs = reveal(job.input, secrets)
+        inputs = reveal(input, secrets)
     except SecretMissing as missing:
         return _failed(missing.code, str(missing), retryable=False)
     if not isinstance(inputs, dict):
@@ -44,10 +48,10 @@ async def execute(
     if errors := spec.input_errors(inputs):
         return _failed("bad_input", _redact("; ".join(errors), secrets), retryable=False)
     try:
-        async with asyncio.timeout(job.timeout):
+        async with asyncio.timeout(timeout):
             result = await spec.fn(ctx, **inputs)
     except TimeoutError:
-        return _failed("timeout", f"did not finish within {job.timeout:g}s", retryable=True)
+        return _failed("timeout", f"did not finish within {timeout:g}s", retryable=True)
     except StepError as error:
         delay = error.delay if isinstance(error, Retry) else None
         return Outcome(

@@ -178,7 +178,9 @@ class _Run:
                 clock=self.runner.clock,
             )
             spec = self.runner.registry.get(job.uses)
-            task = asyncio.create_task(execute(spec, job, ctx, self.runner.secrets))
+            task = asyncio.create_task(
+                execute(spec, job.input, ctx, self.runner.secrets, timeout=job.timeout)
+            )
             self.running[task] = job
 
     async def _wait(self) -> None:

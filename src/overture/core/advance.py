@@ -1,0 +1,122 @@
+"""One durable state change of a run, computed without I/O.
+
+A store records what happened to a run (a step finished, a lease expired, the run was cancelled)
+and must then persist, in the same transaction, everything the engine decides in consequence.
+``advance`` computes that: the events to append (the incoming ones first), the attempts to queue,
+the attempts to stop, and the steps that failed for good (the dead-letter queue). Both stores
+call it, so SQLite and PostgreSQL runs move through exactly the same states.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from overture.core import commands as cmd
+from overture.core import events as ev
+from overture.core.decide import SKIPPED_BY_DEPENDENCY, decide
+from overture.core.model import Workflow
+from overture.core.state import RunState, StepState, apply
+from overture.errors import NotRetryable
+
+StepKey = tuple[str, bool]
+"""(step id, is compensation): a run has at most one queued or running attempt per key."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Transition:
+    """What to persist for one state change of one run."""
+
+    state: RunState
+    """The run's state after every event below."""
+    events: list[ev.Event]
+    """The incoming events, then the events of the engine's commands, in order."""
+    schedule: list[cmd.Job]
+    """Attempts to queue."""
+    stop: list[StepKey]
+    """Steps whose queued or running attempt must end (cancelled, or failed by the engine)."""
+    dead: list[tuple[StepKey, StepState]]
+    """Steps that failed in this transition and will not be retried: the dead-letter queue."""
+
+
+def advance(
+    workflow: Workflow,
+    state: RunState | None,
+    incoming: Sequence[ev.Event],
+    now: datetime,
+    *,
+    decide_next: bool = True,
+) -> Transition:
+    """Apply ``incoming`` to ``state``, then (with ``decide_next``) everything ``decide`` says."""
+    events = list(incoming)
+    for event in incoming:
+        state = apply(state, event)
+    if state is None:
+        raise ValueError("advance needs a run state or a RunStarted event")
+    schedule: list[cmd.Job] = []
+    stop: list[StepKey] = []
+    if decide_next:
+        for command in decide(workflow, state, now):
+            event = cmd.to_event(command, now)
+            events.append(event)
+            state = apply(state, event)
+            match command:
+                case cmd.ScheduleStep(job=job) | cmd.RetryStep(job=job):
+                    schedule.append(job)
+                case (
+                    cmd.CancelStep(step_id=step_id, compensation=compensation)
+                    | cmd.FailStep(step_id=step_id, compensation=compensation)
+                ):
+                    stop.append((step_id, compensation))
+    return Transition(
+        state=state, events=events, schedule=schedule, stop=stop, dead=_dead(state, events)
+    )
+
+
+def _dead(state: RunState, events: list[ev.Event]) -> list[tuple[StepKey, StepState]]:
+    failed = {
+        (e.step_id, e.compensation): None
+        for e in events
+        if isinstance(e, ev.StepFailed | ev.StepLeaseExpired)
+    }
+    out: list[tuple[StepKey, StepState]] = []
+    for step_id, compensation in failed:
+        table = state.compensations if compensation else state.steps
+        s = table.get(step_id)
+        if s is not None and s.status == "failed":
+            out.append(((step_id, compensation), s))
+    return out
+
+
+def retry_event(
+    state: RunState, now: datetime, steps: Sequence[str] | None = None
+) -> ev.RunRetried:
+    """The event that reopens a failed or cancelled run (only ``steps``, when given).
+
+    A compensated run is not reopened: its completed steps were undone, so running only the
+    failed ones would build on work that no longer exists. Replay it as a new run instead.
+    """
+    if state.status not in ("failed", "cancelled"):
+        raise NotRetryable(
+            f"run {state.run_id} is {state.status}; only failed or cancelled runs can be retried"
+        )
+    if state.compensation_plan:
+        raise NotRetryable(
+            f"run {state.run_id} ran compensation; its completed steps were undone, "
+            "so start a new run (replay) instead"
+        )
+    reopen = [
+        s.id
+        for s in state.steps.values()
+        if s.status in ("failed", "cancelled")
+        or (s.status == "skipped" and (s.reason or "").startswith(SKIPPED_BY_DEPENDENCY))
+    ]
+    if steps is not None:
+        unknown = sorted(set(steps) - set(reopen))
+        if unknown:
+            raise NotRetryable(
+                f"step(s) {', '.join(map(repr, unknown))} of run {state.run_id} did not fail; "
+                f"failed steps: {', '.join(map(repr, reopen)) or 'none'}"
+            )
+    return ev.RunRetried(at=now, steps=tuple(reopen))

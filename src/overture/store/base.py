@@ -1,0 +1,171 @@
+"""The one storage interface the runtime, the client and the API talk to.
+
+Every method that changes state is one transaction. Completions are fenced: a completion whose
+``(job id, lease token)`` no longer holds a lease is refused, so a worker that lost its lease can
+never record a result. Lease times come from the database's clock, never the worker's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from overture.core.model import Workflow
+from overture.core.state import RunState, RunStatus
+from overture.store.records import (
+    DEFAULT_TENANT,
+    ClaimedJob,
+    Completion,
+    DeadLetter,
+    Lease,
+    Page,
+    RunRecord,
+    SchemaStatus,
+    StartRun,
+    StoredEvent,
+    WorkerRecord,
+    WorkflowRecord,
+)
+
+DEFAULT_LEASE = 30.0
+"""Seconds a claim holds a job before another worker may take it over."""
+
+
+class Store(Protocol):
+    """Runs, their histories, the job queue, workers and the dead-letter queue."""
+
+    url: str
+    """Where the data lives, without credentials."""
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect (and, for the embedded store, create and migrate the database)."""
+
+    async def close(self) -> None: ...
+
+    async def migrate(self) -> SchemaStatus:
+        """Apply pending migrations (serialised across processes) and return the new status."""
+
+    async def schema_status(self) -> SchemaStatus: ...
+
+    # --- workflows -------------------------------------------------------------------------
+    async def register_workflow(
+        self, workflow: Workflow, *, tenant: str = DEFAULT_TENANT
+    ) -> WorkflowRecord:
+        """Store a workflow version; the same definition again returns the existing record.
+
+        A different definition under an existing (name, version) raises ``Conflict``.
+        """
+
+    async def get_workflow(
+        self, name: str, version: int | None = None, *, tenant: str = DEFAULT_TENANT
+    ) -> WorkflowRecord:
+        """A version (None: the latest enabled one); ``NotFound`` if there is none."""
+
+    async def list_workflows(self, *, tenant: str = DEFAULT_TENANT) -> list[WorkflowRecord]: ...
+
+    async def set_workflow_disabled(
+        self, name: str, disabled: bool, *, tenant: str = DEFAULT_TENANT
+    ) -> None: ...
+
+    # --- runs ------------------------------------------------------------------------------
+    async def start_run(self, request: StartRun) -> tuple[RunRecord, bool]:
+        """Start a run in one transaction; ``(existing run, False)`` for a repeated key."""
+
+    async def get_run(self, run_id: str, *, tenant: str | None = DEFAULT_TENANT) -> RunRecord:
+        """``NotFound`` for an unknown run or another tenant's (None: any tenant)."""
+
+    async def run_state(self, run_id: str, *, tenant: str | None = DEFAULT_TENANT) -> RunState:
+        """The run's state folded from its stored history."""
+
+    async def list_runs(
+        self,
+        *,
+        tenant: str | None = DEFAULT_TENANT,
+        status: RunStatus | None = None,
+        workflow: str | None = None,
+        since: datetime | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page[RunRecord]:
+        """Newest first."""
+
+    async def events(
+        self,
+        run_id: str,
+        *,
+        tenant: str | None = DEFAULT_TENANT,
+        after: int = 0,
+        limit: int | None = None,
+    ) -> list[StoredEvent]:
+        """The run's history from ``seq > after``, in order."""
+
+    async def cancel_run(
+        self, run_id: str, *, tenant: str | None = DEFAULT_TENANT, reason: str = "cancelled"
+    ) -> RunRecord:
+        """Cancel a run (a finished run is returned unchanged); running handlers are told
+        through their next heartbeat."""
+
+    async def retry_run(
+        self,
+        run_id: str,
+        *,
+        tenant: str | None = DEFAULT_TENANT,
+        steps: Sequence[str] | None = None,
+    ) -> RunRecord:
+        """Reopen a failed or cancelled run: its failed steps run again (``NotRetryable``)."""
+
+    # --- queue -----------------------------------------------------------------------------
+    async def claim(
+        self,
+        worker_id: str,
+        *,
+        limit: int,
+        lease: float = DEFAULT_LEASE,
+        handlers: Sequence[str] | None = None,
+    ) -> list[ClaimedJob]:
+        """Lease up to ``limit`` due jobs, lowest priority number first, FIFO within.
+
+        Only jobs whose handler is in ``handlers`` (None: any) are taken.
+        """
+
+    async def heartbeat(
+        self, worker_id: str, leases: Sequence[Lease], *, lease: float = DEFAULT_LEASE
+    ) -> set[int]:
+        """Extend the leases still held; return the ids of jobs no longer held (expired,
+        taken over, or cancelled): their handlers must stop."""
+
+    async def complete(self, completions: Sequence[Completion]) -> list[bool]:
+        """Record finished attempts and advance their runs; False where the lease was lost."""
+
+    async def release(self, leases: Sequence[Lease]) -> int:
+        """Give claimed jobs back to the queue unrun (graceful shutdown); no budget is spent."""
+
+    async def reap(self, *, limit: int = 100) -> int:
+        """Expire leases past ``lease_until``: each attempt is re-queued within its crash
+        budget or failed. Returns how many were expired."""
+
+    async def wait_for_jobs(self, timeout: float) -> None:
+        """Return when new jobs may be claimable, or after ``timeout`` seconds."""
+
+    async def queue_depth(self) -> int:
+        """Jobs queued (due or not) and not yet claimed."""
+
+    # --- workers ---------------------------------------------------------------------------
+    async def worker_seen(self, worker: WorkerRecord) -> None:
+        """Insert or refresh a worker's row (``last_seen`` set from the database clock)."""
+
+    async def worker_stopped(self, worker_id: str) -> None: ...
+
+    async def list_workers(self) -> list[WorkerRecord]: ...
+
+    # --- dead letters ----------------------------------------------------------------------
+    async def dead_letters(
+        self, *, tenant: str | None = DEFAULT_TENANT, include_requeued: bool = False
+    ) -> list[DeadLetter]: ...
+
+    async def requeue(
+        self, ids: Sequence[int], *, tenant: str | None = DEFAULT_TENANT
+    ) -> list[RunRecord]:
+        """Reopen the runs of these dead letters; each letter is marked requeued."""

@@ -1,0 +1,144 @@
+-- name: workflow_version
+SELECT tenant, name, version, digest, definition, created_at, disabled
+FROM workflows WHERE tenant = ? AND name = ? AND version = ?;
+
+-- name: workflow_latest
+SELECT tenant, name, version, digest, definition, created_at, disabled
+FROM workflows WHERE tenant = ? AND name = ? ORDER BY version DESC LIMIT 1;
+
+-- name: workflow_latest_head
+SELECT version, disabled FROM workflows WHERE tenant = ? AND name = ?
+ORDER BY version DESC LIMIT 1;
+
+-- name: workflow_version_head
+SELECT version, disabled FROM workflows WHERE tenant = ? AND name = ? AND version = ?;
+
+-- name: workflow_list
+SELECT tenant, name, version, digest, definition, created_at, disabled
+FROM workflows WHERE tenant = ? ORDER BY name, version;
+
+-- name: workflow_insert
+INSERT INTO workflows (tenant, name, version, digest, definition, created_at)
+VALUES (?, ?, ?, ?, ?, ?);
+
+-- name: workflow_disable
+UPDATE workflows SET disabled = ? WHERE tenant = ? AND name = ?;
+
+-- name: run_by_key
+SELECT id FROM runs WHERE tenant = ? AND idempotency_key = ?;
+
+-- name: run_insert
+INSERT INTO runs (id, tenant, workflow, version, status, input, priority, correlation_id,
+                  idempotency_key, parent_run_id, created_at, updated_at, last_seq)
+VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, 0);
+
+-- name: run_head
+SELECT tenant, workflow, version, last_seq FROM runs WHERE id = ?;
+
+-- name: run_update
+UPDATE runs SET status = ?, output = ?, error = ?, updated_at = ?, finished_at = ?, last_seq = ?
+WHERE id = ? AND last_seq = ?;
+
+-- name: run_get
+SELECT id, tenant, workflow, version, status, input, output, error, priority, correlation_id,
+       idempotency_key, parent_run_id, created_at, updated_at, finished_at, last_seq
+FROM runs WHERE id = ?;
+
+-- name: run_list
+SELECT id, tenant, workflow, version, status, input, output, error, priority, correlation_id,
+       idempotency_key, parent_run_id, created_at, updated_at, finished_at, last_seq
+FROM runs
+WHERE (:tenant IS NULL OR tenant = :tenant)
+  AND (:status IS NULL OR status = :status)
+  AND (:workflow IS NULL OR workflow = :workflow)
+  AND (:since IS NULL OR created_at >= :since)
+  AND (:cursor_at IS NULL OR created_at < :cursor_at
+       OR (created_at = :cursor_at AND id < :cursor_id))
+ORDER BY created_at DESC, id DESC LIMIT :limit;
+
+-- name: event_insert
+INSERT INTO events (run_id, seq, type, at, data) VALUES (?, ?, ?, ?, ?);
+
+-- name: events_after
+SELECT seq, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?;
+
+-- name: job_insert
+INSERT INTO jobs (run_id, tenant, workflow, step_id, compensation, attempt, uses, input, timeout,
+                  priority, run_at, state, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?);
+
+-- name: jobs_claim
+UPDATE jobs
+SET state = 'leased', lease_owner = :worker, lease_token = lower(hex(randomblob(12))),
+    lease_until = :now + :lease
+WHERE id IN (
+    SELECT id FROM jobs
+    WHERE state = 'queued' AND run_at <= :now
+      AND (:handlers IS NULL OR uses IN (SELECT value FROM json_each(:handlers)))
+    ORDER BY priority, run_at, id
+    LIMIT :limit
+)
+RETURNING id, lease_token, run_id, tenant, workflow, step_id, attempt, compensation, uses, input,
+          timeout, lease_until, priority, run_at;
+
+-- name: job_finish
+UPDATE jobs SET state = 'done', finished_at = ?
+WHERE id = ? AND lease_token = ? AND state = 'leased'
+RETURNING run_id, step_id, attempt, compensation;
+
+-- name: job_extend
+UPDATE jobs SET lease_until = ?
+WHERE id = ? AND lease_token = ? AND state = 'leased' AND lease_owner = ?;
+
+-- name: job_release
+UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_token = NULL, lease_until = NULL,
+                run_at = ?
+WHERE id = ? AND lease_token = ? AND state = 'leased'
+RETURNING run_id, step_id, attempt, compensation;
+
+-- name: jobs_expired
+SELECT id FROM jobs WHERE state = 'leased' AND lease_until < ? ORDER BY lease_until LIMIT ?;
+
+-- name: job_expire
+UPDATE jobs SET state = 'expired', finished_at = ?
+WHERE id = ? AND state = 'leased' AND lease_until < ?
+RETURNING run_id, step_id, attempt, compensation, lease_owner;
+
+-- name: jobs_stop
+UPDATE jobs SET state = 'cancelled', finished_at = ?
+WHERE run_id = ? AND step_id = ? AND compensation = ? AND state IN ('queued', 'leased');
+
+-- name: queue_depth
+SELECT count(*) FROM jobs WHERE state = 'queued';
+
+-- name: dead_letter_insert
+INSERT INTO dead_letters (tenant, run_id, workflow, step_id, compensation, attempts, error,
+                          created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: dead_letter_list
+SELECT id, tenant, run_id, workflow, step_id, compensation, attempts, error, created_at,
+       requeued_at
+FROM dead_letters
+WHERE (:tenant IS NULL OR tenant = :tenant) AND (:all OR requeued_at IS NULL)
+ORDER BY id;
+
+-- name: dead_letter_get
+SELECT id, tenant, run_id, workflow, step_id, compensation, attempts, error, created_at,
+       requeued_at
+FROM dead_letters WHERE id = ?;
+
+-- name: dead_letter_requeued
+UPDATE dead_letters SET requeued_at = ? WHERE run_id = ? AND requeued_at IS NULL;
+
+-- name: worker_upsert
+INSERT INTO workers (id, host, pid, concurrency, handlers, started_at, last_seen)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen, stopped_at = NULL;
+
+-- name: worker_stop
+UPDATE workers SET stopped_at = ?, last_seen = ? WHERE id = ?;
+
+-- name: worker_list
+SELECT id, host, pid, concurrency, handlers, started_at, last_seen, stopped_at
+FROM workers ORDER BY started_at DESC;

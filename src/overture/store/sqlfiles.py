@@ -1,0 +1,51 @@
+"""SQL lives in ``.sql`` files beside this module, one folder per dialect.
+
+- ``NNN_name.sql``: numbered migrations, applied in order, each exactly once.
+- ``queries.sql``: named statements, each introduced by a ``-- name: some_name`` line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+_MIGRATION = re.compile(r"^(\d{3})_(\w+)\.sql$")
+_NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+@cache
+def migrations(dialect: str) -> tuple[Migration, ...]:
+    """Every migration of ``dialect``, in version order."""
+    folder = resources.files("overture.store") / "sql" / dialect
+    found = []
+    for entry in folder.iterdir():
+        match = _MIGRATION.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"{dialect} migrations must be numbered 001, 002, ... without gaps")
+    return tuple(found)
+
+
+@cache
+def queries(dialect: str) -> dict[str, str]:
+    """The named statements of ``dialect``'s ``queries.sql``."""
+    text = (resources.files("overture.store") / "sql" / dialect / "queries.sql").read_text("utf-8")
+    parts = _NAME.split(text)
+    named = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        if name in named:
+            raise RuntimeError(f"{dialect}/queries.sql names {name!r} twice")
+        named[name] = body.strip().rstrip(";")
+    return named
