@@ -22,6 +22,7 @@ from overture.core import events as ev
 from overture.core.loader import load_workflow
 from overture.core.model import Workflow
 from overture.core.state import RunState
+from overture.core.validate import handler_problems
 from overture.errors import DocumentInvalid, InputInvalid, WorkflowInvalid
 from overture.handlers.basic import basic_registry
 from overture.handlers.registry import BUILTIN_HANDLER_NAMES, HandlerRegistry, load_registry
@@ -113,6 +114,11 @@ def run(
         registry = basic_registry()
         if handler_target:
             registry = load_registry(handler_target).include(registry)
+        if problems := handler_problems(workflow, registry.names()):
+            out.print(Text("✗ the in-process worker cannot run this workflow:", style="red"))
+            print_problems(out, problems)
+            out.print("  (it has noop, echo, fail and the handlers of --handlers MODULE:ATTR)")
+            raise SystemExit(1)
         state = asyncio.run(_run_durably(database_url, workflow, data, registry, printer))
         _summary(out, workflow, state)
         raise SystemExit(0 if state.status == "succeeded" else 1)

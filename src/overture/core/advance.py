@@ -92,10 +92,13 @@ def _dead(state: RunState, events: list[ev.Event]) -> list[tuple[StepKey, StepSt
 def retry_event(
     state: RunState, now: datetime, steps: Sequence[str] | None = None
 ) -> ev.RunRetried:
-    """The event that reopens a failed or cancelled run (only ``steps``, when given).
+    """The event that reopens a failed or cancelled run.
 
-    A compensated run is not reopened: its completed steps were undone, so running only the
-    failed ones would build on work that no longer exists. Replay it as a new run instead.
+    Every failed and cancelled step runs again, with the steps they caused to be skipped: a run
+    cannot succeed while any step stays failed. ``steps``, when given, must be among them (the
+    dead-letter queue names the step it requeues). A compensated run is not reopened: its
+    completed steps were undone, so running only the failed ones would build on work that no
+    longer exists. Replay it as a new run instead.
     """
     if state.status not in ("failed", "cancelled"):
         raise NotRetryable(

@@ -47,7 +47,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         padded = cursor + "=" * (-len(cursor) % 4)
         at, run_id = orjson.loads(base64.urlsafe_b64decode(padded))
         return from_micros(int(at)), str(run_id)
-    except (ValueError, TypeError, binascii.Error):
+    except (ValueError, TypeError, OverflowError, binascii.Error):
         raise InvalidCursor(f"{cursor!r} is not a cursor returned by a listing") from None
 
 

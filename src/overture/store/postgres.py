@@ -1,0 +1,1033 @@
+"""The scale-out store: PostgreSQL through an asyncpg connection pool.
+
+Every change is one transaction on a pooled connection, and the database's clock is the only
+clock: a transaction's time is ``now()`` (its start), read once and used for every row and
+event it writes, so leases mean the same on every machine.
+
+Concurrency, without deadlocks:
+
+- A transaction that appends to a run's history first locks the run's row (``FOR UPDATE``),
+  so ``seq`` stays gapless and two workers finishing steps of one run take turns. Several runs
+  are always locked in id order, and before any of their jobs; jobs are locked in id order.
+- Claims take due jobs and their runs with ``FOR UPDATE SKIP LOCKED``: a claim never waits for
+  anyone, so workers never queue behind each other and a claim can never deadlock with a
+  transaction that holds a run and stops its jobs. A job skipped because its run was busy for
+  a moment is claimed again a few milliseconds later (the claimers are woken).
+- Reaping skips jobs and runs other transactions hold, so concurrent reapers never collide.
+- Should PostgreSQL still pick a transaction as a deadlock victim, it is run again.
+
+Completions are written in batches: one transaction locks the runs of every completion, then
+per table one statement (``unnest`` of arrays) writes what all their transitions produced. A run
+with several completions in one batch advances once per round, in order, exactly as one-by-one
+writes would. If anything in a batch fails, nothing of it is kept and each completion is written
+again in its own transaction, so one bad completion never takes its neighbours down.
+
+Run states are cached in process (``StateCache``) as in the embedded store, but a transaction's
+new states become visible to other transactions only once it has committed.
+
+Workers wait on ``LISTEN overture_jobs`` on a connection of their own; every transaction that
+queues jobs notifies the channel (delivered on commit). If that connection drops, waiting
+degrades to the caller's polling timeout while it is re-established in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+import asyncpg  # type: ignore[import-untyped]
+
+from overture import serde
+from overture.core import events as ev
+from overture.core.advance import Transition, advance, retry_event
+from overture.core.inputs import prepare_input
+from overture.core.model import Workflow
+from overture.core.state import RunState, RunStatus, fold
+from overture.errors import Conflict, NotFound
+from overture.ids import new_run_id
+from overture.store import redact_url, rows
+from overture.store.artifacts import Artifacts
+from overture.store.base import DEFAULT_LEASE
+from overture.store.codec import (
+    EventCodec,
+    StateCache,
+    decode_cursor,
+    encode_cursor,
+    error_text,
+    version_to_register,
+    workflow_digest,
+)
+from overture.store.records import (
+    DEFAULT_TENANT,
+    ClaimedJob,
+    Completion,
+    DeadLetter,
+    Lease,
+    Page,
+    RunRecord,
+    SchemaStatus,
+    StartRun,
+    StoredEvent,
+    WorkerRecord,
+    WorkflowRecord,
+)
+from overture.store.sqlfiles import migrations, queries
+
+T = TypeVar("T")
+Q = queries("postgres")
+CHANNEL = "overture_jobs"
+"""The LISTEN/NOTIFY channel that says new jobs may be claimable."""
+RETRIES = 8
+"""Times a transaction chosen as a deadlock (or serialisation) victim is run again."""
+LISTENER_PING = 30.0
+"""Seconds between checks that the LISTEN connection is still alive while idle."""
+CLAIM_AGAIN = 0.005
+"""Seconds after which a claim that skipped a busy run's job wakes the claimers again."""
+FINISHED = ("succeeded", "failed", "cancelled", "compensated")
+
+logger = logging.getLogger("overture.store.postgres")
+
+_RETRYABLE: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+)
+
+
+def when(value: Any) -> datetime:
+    """asyncpg returns timestamptz values as aware datetimes already."""
+    moment: datetime = value
+    return moment
+
+
+async def _keep_session(conn: Any) -> None:
+    """Pool connections never LISTEN, SET, or take session locks: nothing to reset on release
+    (asyncpg still rolls back an open transaction), which saves a round trip per transaction."""
+
+
+@dataclass(slots=True)
+class _Head:
+    """A locked run's row, as far as advancing it needs."""
+
+    tenant: str
+    workflow: str
+    version: int
+    last_seq: int
+
+
+@dataclass(slots=True)
+class _Tx:
+    """One transaction: its connection, its time, and the run states it produced."""
+
+    conn: Any
+    now: datetime | None = None
+    states: dict[str, tuple[int, RunState]] = field(default_factory=dict)
+    """New states by run id; published to the shared cache only after commit."""
+    enqueued: bool = False
+    claim_again: bool = False
+    """A claim left a due job behind because its run was busy: wake the claimers shortly."""
+
+    async def clock(self) -> datetime:
+        if self.now is None:
+            self.now = when(await self.conn.fetchval(Q["now"]))
+        return self.now
+
+
+class _Batch:
+    """What transitions of distinct runs write: one column array per table column."""
+
+    __slots__ = ("codec", "dead", "events", "jobs", "runs", "stops")
+
+    def __init__(self, codec: EventCodec) -> None:
+        self.codec = codec
+        self.events: list[list[Any]] = [[] for _ in range(5)]
+        self.jobs: list[list[Any]] = [[] for _ in range(11)]
+        self.stops: list[list[Any]] = [[] for _ in range(3)]
+        self.dead: list[list[Any]] = [[] for _ in range(7)]
+        self.runs: list[list[Any]] = [[] for _ in range(6)]
+
+    def add(self, run_id: str, last_seq: int, t: Transition) -> int:
+        """Queue a transition's rows; returns the run's new ``last_seq``."""
+        state, encode = t.state, self.codec.encode
+        for i, e in enumerate(t.events, start=1):
+            _append(self.events, run_id, last_seq + i, e.type, e.at, encode(e))
+        for job in t.schedule:
+            _append(
+                self.jobs,
+                run_id,
+                state.tenant,
+                state.workflow,
+                job.step_id,
+                job.compensation,
+                job.attempt,
+                job.uses,
+                self.codec.encode_value(job.input),
+                job.timeout,
+                job.priority,
+                job.run_at,
+            )
+        for step_id, compensation in t.stop:
+            _append(self.stops, run_id, step_id, compensation)
+        for (step_id, compensation), s in t.dead:
+            _append(
+                self.dead,
+                state.tenant,
+                run_id,
+                state.workflow,
+                step_id,
+                compensation,
+                s.attempt,
+                error_text(s.error),
+            )
+        seq = last_seq + len(t.events)
+        _append(
+            self.runs,
+            run_id,
+            state.status,
+            self.codec.encode_value(state.output),
+            error_text(state.error),
+            state.finished_at,
+            seq,
+        )
+        return seq
+
+    async def write(
+        self, tx: _Tx, *, update_runs: bool = True, records: bool = False
+    ) -> dict[str, RunRecord]:
+        """Write everything queued, in the order the embedded store writes one transition."""
+        conn = tx.conn
+        if self.events[0]:
+            await conn.execute(Q["events_insert"], *self.events)
+        if self.jobs[0]:
+            await conn.execute(Q["jobs_insert"], *self.jobs, CHANNEL)
+            tx.enqueued = True
+        if self.stops[0]:
+            await conn.execute(Q["jobs_stop"], *self.stops)
+        if self.dead[0]:
+            await conn.execute(Q["dead_letters_insert"], *self.dead)
+        if not (update_runs and self.runs[0]):
+            return {}
+        if not records:
+            await conn.execute(Q["runs_update"], *self.runs)
+            return {}
+        found = await conn.fetch(Q["runs_update_get"], *self.runs)
+        return {row[0]: rows.run_record(row, self.codec, when) for row in found}
+
+
+def _append(columns: list[list[Any]], *values: Any) -> None:
+    for column, value in zip(columns, values, strict=True):
+        column.append(value)
+
+
+class PostgresStore:
+    """A ``Store`` in a PostgreSQL database (scale-out: many workers, many machines)."""
+
+    dialect = "postgres"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        artifacts: Artifacts,
+        min_size: int = 2,
+        max_size: int = 10,
+        migrate: bool = True,
+    ) -> None:
+        self._dsn = url
+        self.url = redact_url(url)
+        self.codec = EventCodec(artifacts)
+        self.min_size = min_size
+        self.max_size = max_size
+        self._auto_migrate = migrate
+        self._cache = StateCache()
+        self._workflows: dict[tuple[str, str, int], Workflow] = {}
+        self._pool: Any = None
+        self._jobs_ready: asyncio.Event | None = None
+        self._listener: Any = None
+        self._listener_lost: asyncio.Event | None = None
+        self._listening: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Future[Any]] = set()
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        self._pool = await asyncpg.create_pool(
+            self._dsn, min_size=self.min_size, max_size=self.max_size, reset=_keep_session
+        )
+        try:
+            if self._auto_migrate:
+                await self.migrate()
+        except BaseException:
+            await self.close()
+            raise
+        self._jobs_ready = asyncio.Event()
+        await self._listen()
+        self._listening = asyncio.create_task(self._keep_listening(), name="overture-listen")
+
+    async def close(self) -> None:
+        if self._inflight:  # writes whose callers stopped waiting still finish
+            await asyncio.wait(set(self._inflight), timeout=30)
+        task, self._listening = self._listening, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self._drop_listener()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                async with asyncio.timeout(10):
+                    await pool.close()
+            except TimeoutError:
+                pool.terminate()
+
+    async def migrate(self) -> SchemaStatus:
+        async with self._connection() as conn:
+            status = await _status(conn)
+            if not status.pending:
+                return status
+            for migration in migrations(self.dialect):
+                async with conn.transaction():
+                    await conn.execute(Q["migrations_lock"])
+                    if not await conn.fetchval(Q["migrations_table_exists"]):
+                        await conn.execute(Q["migrations_table"])
+                    if migration.version in await _applied(conn):
+                        continue  # another process applied it first
+                    await conn.execute(migration.sql)
+                    await conn.execute(Q["migration_record"], migration.version, migration.name)
+            return await _status(conn)
+
+    async def schema_status(self) -> SchemaStatus:
+        async with self._connection() as conn:
+            return await _status(conn)
+
+    def _need_pool(self) -> Any:
+        if self._pool is None:
+            raise RuntimeError("the store is not open: call `await store.open()` first")
+        return self._pool
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        async with self._need_pool().acquire() as conn:
+            yield conn
+
+    async def _write(self, fn: Callable[[_Tx], Awaitable[T]]) -> T:
+        """Run ``fn`` in a transaction of its own (again if it lost a deadlock).
+
+        As in the embedded store, a caller that stops waiting (cancelled, timed out) does not
+        undo the write: it runs to its end, and ``close()`` waits for it.
+        """
+        self._need_pool()
+        task = asyncio.ensure_future(self._transact(fn))
+        self._inflight.add(task)
+        task.add_done_callback(self._settled)
+        return await asyncio.shield(task)
+
+    def _settled(self, task: asyncio.Future[Any]) -> None:
+        self._inflight.discard(task)
+        if not task.cancelled():
+            task.exception()  # mark it retrieved: a caller that stopped waiting never will
+
+    async def _transact(self, fn: Callable[[_Tx], Awaitable[T]]) -> T:
+        pool = self._need_pool()
+        attempt = 0
+        while True:
+            async with pool.acquire() as conn:
+                tx = _Tx(conn)
+                try:
+                    async with conn.transaction():
+                        result = await fn(tx)
+                except _RETRYABLE:
+                    self._cache.forget(tx.states)
+                    if attempt >= RETRIES:
+                        raise
+                    attempt += 1
+                    continue
+                except BaseException:
+                    self._cache.forget(tx.states)
+                    raise
+            self._committed(tx)
+            return result
+
+    def _committed(self, tx: _Tx) -> None:
+        for run_id, (seq, state) in tx.states.items():
+            cached = self._cache.get(run_id)
+            if cached is None or cached[0] < seq:  # a later transaction may have been quicker
+                self._cache.put(run_id, seq, state)
+        if tx.enqueued:
+            self._wake()
+        if tx.claim_again:
+            asyncio.get_running_loop().call_later(CLAIM_AGAIN, self._wake)
+
+    # --- run state inside a transaction ----------------------------------------------------
+    async def _workflow(self, tx: _Tx, tenant: str, name: str, version: int) -> Workflow:
+        key = (tenant, name, version)
+        workflow = self._workflows.get(key)
+        if workflow is None:
+            row = await tx.conn.fetchrow(Q["workflow_version"], *key)
+            if row is None:
+                raise NotFound("workflow", f"{name} v{version}")
+            workflow = rows.workflow_record(row, when).workflow
+            self._workflows[key] = workflow
+        return workflow
+
+    async def _lock(self, tx: _Tx, run_ids: Sequence[str]) -> dict[str, _Head]:
+        """Lock runs (in id order) for appending to their histories."""
+        found = await tx.conn.fetch(Q["runs_lock"], sorted(set(run_ids)))
+        return {row[0]: _Head(row[1], row[2], row[3], row[4]) for row in found}
+
+    async def _states(self, tx: _Tx, heads: Mapping[str, _Head]) -> dict[str, RunState]:
+        """The states of locked runs: cached where current, else folded from what is missing."""
+        states: dict[str, RunState] = {}
+        stale: dict[str, tuple[int, RunState | None]] = {}
+        for run_id, head in heads.items():
+            entry = tx.states.get(run_id) or self._cache.get(run_id)
+            seq, state = entry if entry is not None else (0, None)
+            if seq > head.last_seq:
+                seq, state = 0, None  # cannot be: start over rather than trust it
+            if seq == head.last_seq and state is not None:
+                states[run_id] = state
+            else:
+                stale[run_id] = (seq, state)
+        if stale:
+            ids = list(stale)
+            found = await tx.conn.fetch(Q["events_after_each"], ids, [stale[i][0] for i in ids])
+            missing: dict[str, list[str]] = {run_id: [] for run_id in ids}
+            for run_id, data in found:
+                missing[run_id].append(data)
+            for run_id in ids:
+                state = fold((self.codec.decode(d) for d in missing[run_id]), stale[run_id][1])
+                # Committed history only (this transaction's own runs are in tx.states).
+                self._cache.put(run_id, heads[run_id].last_seq, state)
+                states[run_id] = state
+        return states
+
+    async def _advance(
+        self,
+        tx: _Tx,
+        heads: Mapping[str, _Head],
+        incoming: Mapping[str, Callable[[RunState], Sequence[ev.Event]]],
+        *,
+        decide: bool = True,
+        records: bool = False,
+    ) -> dict[str, RunRecord]:
+        """Append ``incoming`` (and, with ``decide``, the engine's response) to locked runs,
+        each at most once; returns the runs' records when asked."""
+        for run_id in incoming:
+            if run_id not in heads:
+                raise NotFound("run", run_id)
+        states = await self._states(tx, {run_id: heads[run_id] for run_id in incoming})
+        now = await tx.clock()
+        batch = _Batch(self.codec)
+        for run_id, events_of in incoming.items():
+            head, state = heads[run_id], states[run_id]
+            workflow = await self._workflow(tx, head.tenant, head.workflow, head.version)
+            transition = advance(workflow, state, events_of(state), now, decide_next=decide)
+            head.last_seq = batch.add(run_id, head.last_seq, transition)
+            tx.states[run_id] = (head.last_seq, transition.state)
+        return await batch.write(tx, records=records)
+
+    # --- workflows -------------------------------------------------------------------------
+    async def register_workflow(
+        self, workflow: Workflow, *, tenant: str = DEFAULT_TENANT
+    ) -> WorkflowRecord:
+        async def write(tx: _Tx) -> WorkflowRecord:
+            conn = tx.conn
+            await conn.execute(Q["workflow_lock"], tenant, workflow.name)
+            latest = await conn.fetchrow(Q["workflow_latest"], tenant, workflow.name)
+            same = await conn.fetchrow(
+                Q["workflow_version"], tenant, workflow.name, workflow.version
+            )
+            decided = version_to_register(
+                workflow,
+                None if latest is None else rows.workflow_record(latest, when),
+                None if same is None else rows.workflow_record(same, when),
+            )
+            if isinstance(decided, WorkflowRecord):
+                return decided
+            row = await conn.fetchrow(
+                Q["workflow_insert"],
+                tenant,
+                decided.name,
+                decided.version,
+                workflow_digest(decided),
+                serde.dumps_text(decided.to_data()),
+            )
+            return rows.workflow_record(row, when)
+
+        return await self._write(write)
+
+    async def get_workflow(
+        self, name: str, version: int | None = None, *, tenant: str = DEFAULT_TENANT
+    ) -> WorkflowRecord:
+        pool = self._need_pool()
+        if version is None:
+            row = await pool.fetchrow(Q["workflow_latest"], tenant, name)
+        else:
+            row = await pool.fetchrow(Q["workflow_version"], tenant, name, version)
+        if row is None:
+            raise NotFound("workflow", name if version is None else f"{name} v{version}")
+        return rows.workflow_record(row, when)
+
+    async def list_workflows(self, *, tenant: str = DEFAULT_TENANT) -> list[WorkflowRecord]:
+        found = await self._need_pool().fetch(Q["workflow_list"], tenant)
+        return [rows.workflow_record(row, when) for row in found]
+
+    async def set_workflow_disabled(
+        self, name: str, disabled: bool, *, tenant: str = DEFAULT_TENANT
+    ) -> None:
+        async def write(tx: _Tx) -> None:
+            status = await tx.conn.execute(Q["workflow_disable"], disabled, tenant, name)
+            if _rowcount(status) == 0:
+                raise NotFound("workflow", name)
+
+        await self._write(write)
+
+    # --- runs ------------------------------------------------------------------------------
+    async def start_run(self, request: StartRun) -> tuple[RunRecord, bool]:
+        tenant, key = request.tenant, request.idempotency_key
+
+        async def write(tx: _Tx) -> tuple[RunRecord, bool]:
+            conn = tx.conn
+            if key is not None:
+                existing = await conn.fetchrow(Q["run_by_key"], tenant, key)
+                if existing is not None:
+                    return rows.run_record(existing, self.codec, when), False
+            name, version = request.workflow, request.version
+            head = await conn.fetchrow(Q["workflow_head_for_start"], tenant, name, version)
+            if head is None:
+                raise NotFound("workflow", name if version is None else f"{name} v{version}")
+            found_version, disabled, tx.now = head
+            if disabled:
+                raise Conflict(
+                    f"workflow {name!r} is disabled; enable it to start runs",
+                    code="workflow_disabled",
+                )
+            workflow = await self._workflow(tx, tenant, name, found_version)
+            data = prepare_input(workflow.name, workflow.input, request.input)
+            run_id = request.run_id or new_run_id()
+            now = await tx.clock()
+            started = ev.RunStarted(
+                at=now,
+                run_id=run_id,
+                workflow=workflow.name,
+                version=workflow.version,
+                input=data,
+                tenant=tenant,
+                priority=request.priority,
+                correlation_id=request.correlation_id,
+                idempotency_key=key,
+                parent_run_id=request.parent_run_id,
+                not_before=request.run_at,
+            )
+            transition = advance(workflow, None, [started], now)
+            state, seq = transition.state, len(transition.events)
+            inserted = await conn.fetchrow(
+                Q["run_insert"],
+                run_id,
+                tenant,
+                workflow.name,
+                workflow.version,
+                state.status,
+                self.codec.encode_value(data),
+                self.codec.encode_value(state.output),
+                error_text(state.error),
+                request.priority,
+                request.correlation_id,
+                key,
+                request.parent_run_id,
+                now,
+                state.finished_at,
+                seq,
+            )
+            if inserted is None:
+                # A concurrent start with the same key committed first (we waited for it).
+                existing = await conn.fetchrow(Q["run_by_key"], tenant, key)
+                if existing is None:
+                    raise Conflict(
+                        f"idempotency key {key!r} is being used by a start that did not finish",
+                        code="idempotency_conflict",
+                    )
+                return rows.run_record(existing, self.codec, when), False
+            batch = _Batch(self.codec)
+            batch.add(run_id, 0, transition)
+            await batch.write(tx, update_runs=False)
+            tx.states[run_id] = (seq, state)
+            return rows.run_record(inserted, self.codec, when), True
+
+        return await self._write(write)
+
+    async def get_run(self, run_id: str, *, tenant: str | None = DEFAULT_TENANT) -> RunRecord:
+        row = await self._need_pool().fetchrow(Q["run_get"], run_id)
+        return _run(row, run_id, self.codec, tenant)
+
+    async def run_state(self, run_id: str, *, tenant: str | None = DEFAULT_TENANT) -> RunState:
+        async with self._connection() as conn:
+            _run(await conn.fetchrow(Q["run_get"], run_id), run_id, self.codec, tenant)
+            found = await conn.fetch(Q["events_after"], run_id, 0, None)
+        return fold(self.codec.decode(data) for _, data in found)
+
+    async def list_runs(
+        self,
+        *,
+        tenant: str | None = DEFAULT_TENANT,
+        status: RunStatus | None = None,
+        workflow: str | None = None,
+        since: datetime | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page[RunRecord]:
+        after = None if cursor is None else decode_cursor(cursor)
+        found = await self._need_pool().fetch(
+            Q["run_list"],
+            tenant,
+            status,
+            workflow,
+            since,
+            None if after is None else after[0],
+            None if after is None else after[1],
+            limit + 1,
+        )
+        items = [rows.run_record(row, self.codec, when) for row in found[:limit]]
+        last = items[-1] if items and len(found) > limit else None
+        return Page(
+            items=items,
+            next_cursor=None if last is None else encode_cursor(last.created_at, last.id),
+        )
+
+    async def events(
+        self,
+        run_id: str,
+        *,
+        tenant: str | None = DEFAULT_TENANT,
+        after: int = 0,
+        limit: int | None = None,
+    ) -> list[StoredEvent]:
+        async with self._connection() as conn:
+            _run(await conn.fetchrow(Q["run_get"], run_id), run_id, self.codec, tenant)
+            found = await conn.fetch(Q["events_after"], run_id, after, limit)
+        return [
+            StoredEvent(run_id=run_id, seq=seq, event=self.codec.decode(data))
+            for seq, data in found
+        ]
+
+    async def cancel_run(
+        self, run_id: str, *, tenant: str | None = DEFAULT_TENANT, reason: str = "cancelled"
+    ) -> RunRecord:
+        async def write(tx: _Tx) -> RunRecord:
+            record, head = await self._locked_run(tx, run_id, tenant)
+            if record.status in FINISHED:
+                return record
+            cancelled = ev.RunCancelled(at=await tx.clock(), reason=reason)
+            done = await self._advance(
+                tx, {run_id: head}, {run_id: _given(cancelled)}, records=True
+            )
+            return done[run_id]
+
+        return await self._write(write)
+
+    async def retry_run(
+        self,
+        run_id: str,
+        *,
+        tenant: str | None = DEFAULT_TENANT,
+        steps: Sequence[str] | None = None,
+    ) -> RunRecord:
+        async def write(tx: _Tx) -> RunRecord:
+            _, head = await self._locked_run(tx, run_id, tenant)
+            return await self._reopen(tx, run_id, head, steps)
+
+        return await self._write(write)
+
+    async def _locked_run(
+        self, tx: _Tx, run_id: str, tenant: str | None
+    ) -> tuple[RunRecord, _Head]:
+        row = await tx.conn.fetchrow(Q["run_get_locked"], run_id)
+        record = _run(None if row is None else row[:16], run_id, self.codec, tenant)
+        tx.now = when(row[16])
+        return record, _Head(record.tenant, record.workflow, record.version, record.events)
+
+    async def _reopen(
+        self, tx: _Tx, run_id: str, head: _Head, steps: Sequence[str] | None
+    ) -> RunRecord:
+        now = await tx.clock()
+        reopened = await self._advance(
+            tx,
+            {run_id: head},
+            {run_id: lambda state: [retry_event(state, now, steps)]},
+            records=True,
+        )
+        await tx.conn.execute(Q["dead_letter_requeued"], run_id)
+        return reopened[run_id]
+
+    # --- queue -----------------------------------------------------------------------------
+    async def claim(
+        self,
+        worker_id: str,
+        *,
+        limit: int,
+        lease: float = DEFAULT_LEASE,
+        handlers: Sequence[str] | None = None,
+    ) -> list[ClaimedJob]:
+        if limit <= 0:
+            return []
+        names = None if handlers is None else list(handlers)
+
+        async def write(tx: _Tx) -> list[ClaimedJob]:
+            conn = tx.conn
+            await conn.execute(Q["claim_plan"])
+            found = await conn.fetch(Q["jobs_claim"], worker_id, float(lease), names, limit)
+            if len(found) < limit and await conn.fetchval(Q["jobs_held_back"], names) is not None:
+                tx.claim_again = True  # skipped for a busy run: it will be free in a moment
+            if not found:
+                return []
+            tx.now = now = when(found[0][14])
+            heads = {row[2]: _Head(row[15], row[16], row[17], row[18]) for row in found}
+            # RETURNING does not follow the subquery's order: restore priority, then FIFO.
+            found.sort(key=lambda row: (row[12], row[13], row[0]))
+            jobs = [rows.claimed_job(row, self.codec, when) for row in found]
+            started: dict[str, list[ev.Event]] = {}
+            for job in jobs:
+                started.setdefault(job.run_id, []).append(
+                    ev.StepStarted(
+                        at=now,
+                        step_id=job.step_id,
+                        attempt=job.attempt,
+                        worker_id=worker_id,
+                        compensation=job.compensation,
+                    )
+                )
+            incoming = {run_id: _given(*events) for run_id, events in started.items()}
+            await self._advance(tx, heads, incoming, decide=False)
+            return jobs
+
+        return await self._write(write)
+
+    async def heartbeat(
+        self, worker_id: str, leases: Sequence[Lease], *, lease: float = DEFAULT_LEASE
+    ) -> set[int]:
+        if not leases:
+            return set()
+        held = sorted(leases, key=lambda h: h.job_id)  # rows locked in one order by everyone
+
+        async def write(tx: _Tx) -> set[int]:
+            found = await tx.conn.fetch(
+                Q["jobs_extend"],
+                float(lease),
+                [h.job_id for h in held],
+                [h.token for h in held],
+                worker_id,
+            )
+            return {h.job_id for h in leases} - {row[0] for row in found}
+
+        return await self._write(write)
+
+    async def complete(self, completions: Sequence[Completion]) -> list[bool]:
+        if not completions:
+            return []
+        if len(completions) == 1:
+            return await self._write(lambda tx: self._finish(tx, completions))
+        try:
+            return await self._write(lambda tx: self._finish(tx, completions))
+        except Exception:
+            logger.debug("a batch of completions failed; writing them one by one", exc_info=True)
+        results: list[bool] = []
+        failure: BaseException | None = None
+        for done in completions:
+            try:
+                (ok,) = await self._write(functools.partial(self._finish, completions=[done]))
+            except Exception as error:
+                failure = failure or error
+                ok = False
+            results.append(ok)
+        if failure is not None:
+            raise failure
+        return results
+
+    async def _finish(self, tx: _Tx, completions: Sequence[Completion]) -> list[bool]:
+        recorded = [False] * len(completions)
+        found = await tx.conn.fetch(Q["runs_lock_for_jobs"], [c.job_id for c in completions])
+        run_of = {row[0]: row[1] for row in found}
+        heads = {row[1]: _Head(row[2], row[3], row[4], row[5]) for row in found}
+        # The n-th completion of a run goes in round n: a round advances each run once.
+        rounds: list[list[int]] = []
+        seen: dict[str, int] = {}
+        for i, done in enumerate(completions):
+            run_id = run_of.get(done.job_id)
+            if run_id is None:
+                continue  # no such job
+            n = seen[run_id] = seen.get(run_id, -1) + 1
+            if n == len(rounds):
+                rounds.append([])
+            rounds[n].append(i)
+        for members in rounds:
+            members.sort(key=lambda i: completions[i].job_id)  # rows locked in id order
+            finished = await tx.conn.fetch(
+                Q["jobs_finish"],
+                [completions[i].job_id for i in members],
+                [completions[i].token for i in members],
+            )
+            if not finished:
+                continue  # every lease in this round was lost
+            tx.now = now = when(finished[0][5])
+            by_job = {row[0]: row for row in finished}
+            incoming: dict[str, Callable[[RunState], Sequence[ev.Event]]] = {}
+            for i in members:
+                done = completions[i]
+                row = by_job.get(done.job_id)
+                if row is None:
+                    continue  # the lease was lost: someone else owns this attempt now
+                _, run_id, step_id, attempt, compensation, _ = row
+                event: ev.Event
+                if done.error is None:
+                    event = ev.StepSucceeded(
+                        at=now,
+                        step_id=step_id,
+                        attempt=attempt,
+                        output=done.output,
+                        compensation=compensation,
+                    )
+                else:
+                    event = ev.StepFailed(
+                        at=now,
+                        step_id=step_id,
+                        attempt=attempt,
+                        error=done.error,
+                        compensation=compensation,
+                    )
+                incoming[run_id] = _given(event)
+                recorded[i] = True
+            await self._advance(tx, heads, incoming)
+        return recorded
+
+    async def release(self, leases: Sequence[Lease]) -> int:
+        if not leases:
+            return 0
+
+        async def write(tx: _Tx) -> int:
+            conn = tx.conn
+            found = await conn.fetch(Q["runs_lock_for_jobs"], [h.job_id for h in leases])
+            heads = {row[1]: _Head(row[2], row[3], row[4], row[5]) for row in found}
+            back = await conn.fetch(
+                Q["jobs_release"], [h.job_id for h in leases], [h.token for h in leases]
+            )
+            if not back:
+                return 0
+            tx.now = now = when(back[0][5])
+            by_job = {row[0]: row for row in back}
+            returned: dict[str, list[ev.Event]] = {}
+            for held in leases:
+                row = by_job.pop(held.job_id, None)
+                if row is None:
+                    continue
+                _, run_id, step_id, attempt, compensation, _ = row
+                returned.setdefault(run_id, []).append(
+                    ev.StepRetryScheduled(
+                        at=now,
+                        step_id=step_id,
+                        attempt=attempt,
+                        run_at=now,
+                        delay=0.0,
+                        reason="released",
+                        compensation=compensation,
+                    )
+                )
+            incoming = {run_id: _given(*events) for run_id, events in returned.items()}
+            await self._advance(tx, heads, incoming, decide=False)
+            await conn.execute(Q["notify"], CHANNEL)
+            tx.enqueued = True
+            return len(back)
+
+        return await self._write(write)
+
+    async def reap(self, *, limit: int = 100) -> int:
+        async def write(tx: _Tx) -> int:
+            conn = tx.conn
+            found = await conn.fetch(Q["jobs_expired"], limit)
+            if not found:
+                return 0
+            tx.now = now = when(found[0][1])
+            heads: dict[str, _Head] = {}
+            expired = 0
+            for job_id, _ in found:
+                row = await conn.fetchrow(Q["job_expire"], job_id)
+                if row is None:
+                    continue
+                run_id, step_id, attempt, compensation, owner = row
+                if run_id not in heads:
+                    heads.update(await self._lock(tx, [run_id]))  # held already: no wait
+                lost = ev.StepLeaseExpired(
+                    at=now,
+                    step_id=step_id,
+                    attempt=attempt,
+                    worker_id=owner,
+                    compensation=compensation,
+                )
+                await self._advance(tx, heads, {run_id: _given(lost)})
+                expired += 1
+            return expired
+
+        return await self._write(write)
+
+    async def wait_for_jobs(self, timeout: float) -> None:
+        ready = self._jobs_ready
+        if ready is None:
+            raise RuntimeError("the store is not open: call `await store.open()` first")
+        try:
+            async with asyncio.timeout(timeout):
+                await ready.wait()
+        except TimeoutError:
+            return
+        ready.clear()
+
+    async def queue_depth(self) -> int:
+        return int(await self._need_pool().fetchval(Q["queue_depth"]))
+
+    # --- LISTEN/NOTIFY ---------------------------------------------------------------------
+    def _wake(self, *_: object) -> None:
+        if self._jobs_ready is not None:
+            self._jobs_ready.set()
+
+    async def _listen(self, *, wake: bool = False) -> bool:
+        """Open the LISTEN connection; False (logged) if the database cannot be reached."""
+        conn: Any = None
+        try:
+            conn = await asyncpg.connect(self._dsn, timeout=10)
+            lost = asyncio.Event()
+            conn.add_termination_listener(lambda _: lost.set())
+            await conn.add_listener(CHANNEL, self._wake)
+        except Exception as error:  # the database may come back: keep polling meanwhile
+            logger.warning("cannot LISTEN on %s (%s); polling until it can", self.url, error)
+            if conn is not None:
+                conn.terminate()
+            return False
+        self._listener, self._listener_lost = conn, lost
+        if wake:
+            self._wake()  # jobs may have been queued while nobody was listening
+        return True
+
+    async def _keep_listening(self) -> None:
+        backoff = 0.5
+        while True:
+            if self._listener is None:
+                if not await self._listen(wake=True):
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 10.0)
+                    continue
+                logger.info("listening for jobs on %s again", self.url)
+                backoff = 0.5
+            conn, lost = self._listener, self._listener_lost
+            assert lost is not None
+            try:
+                async with asyncio.timeout(LISTENER_PING):
+                    await lost.wait()
+                logger.warning("the LISTEN connection to %s closed; reconnecting", self.url)
+            except TimeoutError:
+                try:  # idle for a while: make sure it is still there
+                    await conn.fetchval(Q["ping"], timeout=10)
+                    continue
+                except Exception as error:
+                    logger.warning("the LISTEN connection to %s is gone (%s)", self.url, error)
+            await self._drop_listener()
+
+    async def _drop_listener(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is None or conn.is_closed():
+            return
+        try:
+            async with asyncio.timeout(5):
+                await conn.close()
+        except Exception:
+            conn.terminate()
+
+    # --- workers ---------------------------------------------------------------------------
+    async def worker_seen(self, worker: WorkerRecord) -> None:
+        await self._need_pool().execute(
+            Q["worker_upsert"],
+            worker.id,
+            worker.host,
+            worker.pid,
+            worker.concurrency,
+            serde.dumps_text(list(worker.handlers)),
+            worker.started_at,
+        )
+
+    async def worker_stopped(self, worker_id: str) -> None:
+        await self._need_pool().execute(Q["worker_stop"], worker_id)
+
+    async def list_workers(self) -> list[WorkerRecord]:
+        found = await self._need_pool().fetch(Q["worker_list"])
+        return [rows.worker_record(row, when) for row in found]
+
+    # --- dead letters ----------------------------------------------------------------------
+    async def dead_letters(
+        self, *, tenant: str | None = DEFAULT_TENANT, include_requeued: bool = False
+    ) -> list[DeadLetter]:
+        found = await self._need_pool().fetch(Q["dead_letter_list"], tenant, include_requeued)
+        return [rows.dead_letter(row, when) for row in found]
+
+    async def requeue(
+        self, ids: Sequence[int], *, tenant: str | None = DEFAULT_TENANT
+    ) -> list[RunRecord]:
+        async def write(tx: _Tx) -> list[RunRecord]:
+            letters = await self._letters(tx, ids, tenant)
+            heads = await self._lock(tx, [letter.run_id for letter in letters])
+            letters = await self._letters(tx, ids, tenant)  # as they are now their runs are ours
+            reopened: dict[str, RunRecord] = {}
+            for letter in letters:
+                if letter.run_id in reopened or letter.requeued_at is not None:
+                    continue
+                head = heads.get(letter.run_id)
+                if head is None:
+                    raise NotFound("run", letter.run_id)
+                run = await self._reopen(tx, letter.run_id, head, [letter.step_id])
+                reopened[letter.run_id] = run
+            return list(reopened.values())
+
+        return await self._write(write)
+
+    async def _letters(self, tx: _Tx, ids: Sequence[int], tenant: str | None) -> list[DeadLetter]:
+        found = await tx.conn.fetch(Q["dead_letters_get"], list(ids))
+        by_id = {row[0]: rows.dead_letter(row, when) for row in found}
+        letters = []
+        for letter_id in ids:
+            letter = by_id.get(letter_id)
+            if letter is None or (tenant is not None and letter.tenant != tenant):
+                raise NotFound("dead letter", letter_id)
+            letters.append(letter)
+        return letters
+
+
+def _given(*events: ev.Event) -> Callable[[RunState], list[ev.Event]]:
+    """Incoming events that do not depend on the run's state."""
+    return lambda _: list(events)
+
+
+def _rowcount(status: str) -> int:
+    """The row count of a command tag such as ``UPDATE 3``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def _run(row: Any, run_id: str, codec: EventCodec, tenant: str | None) -> RunRecord:
+    if row is None or (tenant is not None and row[1] != tenant):
+        raise NotFound("run", run_id)
+    return rows.run_record(row, codec, when)
+
+
+async def _applied(conn: Any) -> set[int]:
+    if not await conn.fetchval(Q["migrations_table_exists"]):
+        return set()
+    return {row[0] for row in await conn.fetch(Q["migrations_applied"])}
+
+
+async def _status(conn: Any) -> SchemaStatus:
+    applied = await _applied(conn)
+    known = [m.version for m in migrations("postgres")]
+    return SchemaStatus(
+        applied=tuple(sorted(applied)), pending=tuple(v for v in known if v not in applied)
+    )
