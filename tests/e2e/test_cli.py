@@ -145,8 +145,9 @@ def test_input_values_keep_their_json_type(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--dry-run", "--handlers", "x:y"), "exactly one of --dry-run or --handlers"),
-        ((), "exactly one of --dry-run or --handlers"),
+        (("--dry-run", "--handlers", "x:y"), "cannot be combined with --local or --handlers"),
+        (("--dry-run", "--local"), "cannot be combined with --local or --handlers"),
+        ((), "pass one of --dry-run, --local or --handlers"),
         (("--handlers", "nosuchmodule:registry"), "No module named 'nosuchmodule'"),
         (("--dry-run", "--fail", "ghost"), "no such step: ghost"),
         (("--dry-run", "--input", "novalue"), "expected KEY=VALUE"),

@@ -85,9 +85,7 @@ def run(
     Secrets come from OVERTURE_SECRET_<NAME> environment variables (a dry run never reads them).
     """
     if dry_run and (local or handler_target):
-        raise click.UsageError(
-            "--dry-run runs nothing: it cannot be combined with --local or --handlers"
-        )
+        raise click.UsageError("--dry-run cannot be combined with --local or --handlers")
     if not (dry_run or local or handler_target):
         raise click.UsageError("pass one of --dry-run, --local or --handlers MODULE:ATTR")
     if fail_steps and not dry_run:

@@ -61,7 +61,7 @@ class Store(Protocol):
     async def get_workflow(
         self, name: str, version: int | None = None, *, tenant: str = DEFAULT_TENANT
     ) -> WorkflowRecord:
-        """A version (None: the latest enabled one); ``NotFound`` if there is none."""
+        """A version (None: the latest, enabled or not); ``NotFound`` if there is none."""
 
     async def list_workflows(self, *, tenant: str = DEFAULT_TENANT) -> list[WorkflowRecord]: ...
 
@@ -133,8 +133,11 @@ class Store(Protocol):
     async def heartbeat(
         self, worker_id: str, leases: Sequence[Lease], *, lease: float = DEFAULT_LEASE
     ) -> set[int]:
-        """Extend the leases still held; return the ids of jobs no longer held (expired,
-        taken over, or cancelled): their handlers must stop."""
+        """Extend the leases still held; return the ids of jobs no longer held (reaped after
+        expiring, or cancelled): their handlers must stop.
+
+        A lease past ``lease_until`` that no reaper has expired yet is still held: nobody else
+        can have the attempt, so renewing it (or completing it) is safe."""
 
     async def complete(self, completions: Sequence[Completion]) -> list[bool]:
         """Record finished attempts and advance their runs; False where the lease was lost."""
