@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from overture.core import events as ev
-from overture.errors import InputInvalid
+from overture.errors import Conflict, InputInvalid
 from overture.store import Store
 from overture.store.records import StartRun
 
@@ -125,3 +125,15 @@ async def test_a_delayed_run_is_not_claimable_before_its_start_time(store: Store
     await start(store, "one", {"n": 1}, run_at=datetime.now(UTC) + timedelta(seconds=30))
 
     assert await store.claim("worker-1", limit=10) == []
+
+
+async def test_a_chosen_run_id_cannot_be_used_twice(store: Store) -> None:
+    await register(store, ONE_STEP)
+    first = await start(store, "one", {"n": 1}, run_id="order-7")
+
+    with pytest.raises(Conflict) as refused:
+        await start(store, "one", {"n": 2}, run_id="order-7")
+
+    assert refused.value.code == "run_exists"
+    assert first.id == "order-7"
+    assert (await store.get_run("order-7")).input == {"n": 1}

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from overture.cli.runs import replay_mismatches
 from overture.client import Client
 from overture.core import events as ev
 from overture.core.loader import parse_workflow
@@ -69,7 +70,9 @@ class WorkerProcess:
             *args,
         ]
         self._log = log.open("wb")
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.process = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, env=env
+        )
         self.pid = self.process.pid
 
     def signal(self, signum: int) -> None:
@@ -239,8 +242,11 @@ steps:
             done = await client.wait(run.id, timeout=120)
             assert done.status == "succeeded", done
         for run in runs:
-            history = [s.event for s in await client.events(run.id)]
+            stored = await client.events(run.id)
+            history = [s.event for s in stored]
             assert succeeded_per_step(history) == {"a": 1, "b": 1, "c": 1}, run.id
+            # Folding the stored history reproduces the stored run (overture runs replay-check).
+            assert replay_mismatches(await client.get_run(run.id), stored) == [], run.id
         left = await client.list_runs(status="running", limit=10)
         queued = await client.store.queue_depth()
         workers = await client.store.list_workers()

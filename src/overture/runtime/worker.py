@@ -89,6 +89,7 @@ class Worker:
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
         self._abort = asyncio.Event()
+        self._closing = False
         self._handlers = sorted(registry.names())
         self.completed = 0
         """Attempts this worker completed (its result was recorded)."""
@@ -135,10 +136,7 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await self._give_back()
-            self._finished_ready.set()
-            completer.cancel()
-            await asyncio.gather(completer, return_exceptions=True)
-            await self._flush()
+            await self._stop_completing(completer)
             await self.store.worker_stopped(self.id)
             logger.info("worker %s stopped", self.id)
 
@@ -214,6 +212,18 @@ class Worker:
             await self._finished_ready.wait()
             self._finished_ready.clear()
             await self._flush()
+            if self._closing and not self._finished:
+                return
+
+    async def _stop_completing(self, completer: asyncio.Task[None]) -> None:
+        """Let the completer record what finished (never cancel a write half-way), then stop."""
+        self._closing = True
+        self._finished_ready.set()
+        done, _ = await asyncio.wait({completer}, timeout=self.grace + 10)
+        if not done:  # the database never answered: the leases will expire instead
+            logger.error("could not record finished steps before stopping")
+            completer.cancel()
+            await asyncio.gather(completer, return_exceptions=True)
 
     async def _flush(self) -> None:
         while self._finished:

@@ -51,6 +51,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidCursor(f"{cursor!r} is not a cursor returned by a listing") from None
 
 
+def run_id_taken(run_id: str) -> Conflict:
+    return Conflict(f"a run with id {run_id!r} already exists", code="run_exists")
+
+
 def workflow_digest(workflow: Workflow) -> str:
     """Identity of a definition, version aside: equal for the same steps however written."""
     data = workflow.to_data()

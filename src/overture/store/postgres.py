@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ from overture.store.codec import (
     decode_cursor,
     encode_cursor,
     error_text,
+    run_id_taken,
     version_to_register,
     workflow_digest,
 )
@@ -108,6 +110,12 @@ def when(value: Any) -> datetime:
 async def _keep_session(conn: Any) -> None:
     """Pool connections never LISTEN, SET, or take session locks: nothing to reset on release
     (asyncpg still rolls back an open transaction), which saves a round trip per transaction."""
+
+
+_POOL_OPTIONS: dict[str, Any] = (
+    {"reset": _keep_session} if "reset" in inspect.signature(asyncpg.create_pool).parameters else {}
+)
+"""asyncpg 0.30 added ``reset``; older versions reset every connection they take back."""
 
 
 @dataclass(slots=True)
@@ -199,7 +207,7 @@ class _Batch:
     async def write(
         self, tx: _Tx, *, update_runs: bool = True, records: bool = False
     ) -> dict[str, RunRecord]:
-        """Write everything queued, in the order the embedded store writes one transition."""
+        """Write everything queued: events, new jobs, stopped jobs, dead letters, then runs."""
         conn = tx.conn
         if self.events[0]:
             await conn.execute(Q["events_insert"], *self.events)
@@ -258,7 +266,7 @@ class PostgresStore:
         if self._pool is not None:
             return
         self._pool = await asyncpg.create_pool(
-            self._dsn, min_size=self.min_size, max_size=self.max_size, reset=_keep_session
+            self._dsn, min_size=self.min_size, max_size=self.max_size, **_POOL_OPTIONS
         )
         try:
             if self._auto_migrate:
@@ -397,11 +405,12 @@ class PostgresStore:
         if stale:
             ids = list(stale)
             found = await tx.conn.fetch(Q["events_after_each"], ids, [stale[i][0] for i in ids])
-            missing: dict[str, list[str]] = {run_id: [] for run_id in ids}
-            for run_id, data in found:
-                missing[run_id].append(data)
+            missing: dict[str, list[tuple[int, str]]] = {run_id: [] for run_id in ids}
+            for run_id, seq, data in found:
+                missing[run_id].append((seq, data))
             for run_id in ids:
-                state = fold((self.codec.decode(d) for d in missing[run_id]), stale[run_id][1])
+                events = sorted(missing[run_id])
+                state = fold((self.codec.decode(data) for _, data in events), stale[run_id][1])
                 # Committed history only (this transaction's own runs are in tx.states).
                 self._cache.put(run_id, heads[run_id].last_seq, state)
                 states[run_id] = state
@@ -418,6 +427,8 @@ class PostgresStore:
     ) -> dict[str, RunRecord]:
         """Append ``incoming`` (and, with ``decide``, the engine's response) to locked runs,
         each at most once; returns the runs' records when asked."""
+        if not incoming:
+            return {}
         for run_id in incoming:
             if run_id not in heads:
                 raise NotFound("run", run_id)
@@ -510,6 +521,8 @@ class PostgresStore:
                 )
             workflow = await self._workflow(tx, tenant, name, found_version)
             data = prepare_input(workflow.name, workflow.input, request.input)
+            if request.run_id is not None and await conn.fetchval(Q["run_exists"], request.run_id):
+                raise run_id_taken(request.run_id)
             run_id = request.run_id or new_run_id()
             now = await tx.clock()
             started = ev.RunStarted(
@@ -754,23 +767,27 @@ class PostgresStore:
         found = await tx.conn.fetch(Q["runs_lock_for_jobs"], [c.job_id for c in completions])
         run_of = {row[0]: row[1] for row in found}
         heads = {row[1]: _Head(row[2], row[3], row[4], row[5]) for row in found}
-        # The n-th completion of a run goes in round n: a round advances each run once.
-        rounds: list[list[int]] = []
-        seen: dict[str, int] = {}
+        # Consecutive rounds in which no run appears twice (a round advances each run once):
+        # in order, so runs move exactly as they would with one completion at a time.
+        rounds: list[list[int]] = [[]]
+        in_round: set[str] = set()
         for i, done in enumerate(completions):
             run_id = run_of.get(done.job_id)
             if run_id is None:
                 continue  # no such job
-            n = seen[run_id] = seen.get(run_id, -1) + 1
-            if n == len(rounds):
+            if run_id in in_round:
                 rounds.append([])
-            rounds[n].append(i)
+                in_round.clear()
+            rounds[-1].append(i)
+            in_round.add(run_id)
         for members in rounds:
-            members.sort(key=lambda i: completions[i].job_id)  # rows locked in id order
+            if not members:
+                continue
+            locking = sorted(members, key=lambda i: completions[i].job_id)  # id order
             finished = await tx.conn.fetch(
                 Q["jobs_finish"],
-                [completions[i].job_id for i in members],
-                [completions[i].token for i in members],
+                [completions[i].job_id for i in locking],
+                [completions[i].token for i in locking],
             )
             if not finished:
                 continue  # every lease in this round was lost

@@ -43,6 +43,7 @@ from overture.store.codec import (
     error_text,
     from_micros,
     micros,
+    run_id_taken,
     version_to_register,
     workflow_digest,
 )
@@ -461,6 +462,8 @@ class SQLiteStore:
                     return _run(tx.conn, existing[0], self.codec), False
             workflow = self._startable(tx, request.tenant, request.workflow, request.version)
             data = prepare_input(workflow.name, workflow.input, request.input)
+            if request.run_id is not None and tx.one("run_exists", request.run_id):
+                raise run_id_taken(request.run_id)
             run_id = request.run_id or new_run_id()
             started = ev.RunStarted(
                 at=when(tx.now),

@@ -72,6 +72,9 @@ SELECT id, tenant, workflow, version, status, input, output, error, priority, co
        idempotency_key, parent_run_id, created_at, updated_at, finished_at, last_seq
 FROM runs WHERE tenant = $1 AND idempotency_key = $2;
 
+-- name: run_exists
+SELECT 1 FROM runs WHERE id = $1;
+
 -- name: run_insert
 -- The run as its first transition leaves it. A concurrent start with the same idempotency key
 -- inserts nothing (it waits for the other transaction, then finds its row): no error.
@@ -152,11 +155,13 @@ SELECT * FROM unnest($1::text[], $2::integer[], $3::text[], $4::timestamptz[], $
 SELECT seq, data FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3;
 
 -- name: events_after_each
--- The events of several runs, each after its own seq.
-SELECT e.run_id, e.data
+-- The events of several runs, each after its own seq: one ordered primary-key range per run
+-- (a LATERAL subquery with its own ORDER BY is never flattened into a join that sorts).
+SELECT m.run_id, e.seq, e.data
 FROM unnest($1::text[], $2::integer[]) AS m (run_id, after)
-JOIN events e ON e.run_id = m.run_id AND e.seq > m.after
-ORDER BY e.run_id, e.seq;
+CROSS JOIN LATERAL (
+    SELECT seq, data FROM events WHERE run_id = m.run_id AND seq > m.after ORDER BY seq
+) AS e;
 
 -- name: jobs_insert
 -- New attempts, and a wake-up for listening workers (delivered when the transaction commits).
@@ -178,7 +183,7 @@ SELECT pg_notify($12, '');
 -- For the claim's transaction only: walk jobs_runnable in order and stop at the limit, never
 -- collect every due job and sort it. Statistics lag a burst of new jobs (a table that held a
 -- few queued jobs at the last ANALYZE and now holds a million), and with them the planner would
--- sort the whole backlog on every claim.
+-- sort the whole backlog on every claim. (The claim's other statements need no sort.)
 SET LOCAL enable_sort = off;
 
 -- name: jobs_claim
@@ -215,6 +220,7 @@ RETURNING jobs.id, jobs.lease_token, jobs.run_id, jobs.tenant, jobs.workflow, jo
 SELECT id FROM jobs
 WHERE state = 'queued' AND run_at <= now()
   AND ($1::text[] IS NULL OR uses = ANY($1::text[]))
+  AND EXISTS (SELECT FROM runs WHERE runs.id = jobs.run_id)
 ORDER BY priority, run_at, id
 LIMIT 1
 FOR UPDATE SKIP LOCKED;

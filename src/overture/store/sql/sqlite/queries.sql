@@ -27,6 +27,9 @@ UPDATE workflows SET disabled = ? WHERE tenant = ? AND name = ?;
 -- name: run_by_key
 SELECT id FROM runs WHERE tenant = ? AND idempotency_key = ?;
 
+-- name: run_exists
+SELECT 1 FROM runs WHERE id = ?;
+
 -- name: run_insert
 INSERT INTO runs (id, tenant, workflow, version, status, input, priority, correlation_id,
                   idempotency_key, parent_run_id, created_at, updated_at, last_seq)
