@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, cast, get_args
 
 import click
 from rich.table import Table
@@ -25,16 +25,7 @@ from overture.core.state import RunStatus, fold
 from overture.store.base import Store
 from overture.store.records import DeadLetter, Page, RunRecord, StoredEvent, WorkerRecord
 
-RUN_STATUSES = (
-    "queued",
-    "running",
-    "waiting",
-    "succeeded",
-    "failed",
-    "cancelled",
-    "compensating",
-    "compensated",
-)
+RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
 STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "compensated": "yellow"}
 
 

@@ -52,7 +52,7 @@ from overture.core.model import Workflow
 from overture.core.state import RunState, RunStatus, fold
 from overture.errors import Conflict, NotFound
 from overture.ids import new_run_id
-from overture.store import redact_url, rows
+from overture.store import facts, redact_url, rows
 from overture.store.artifacts import Artifacts
 from overture.store.base import DEFAULT_LEASE
 from overture.store.codec import (
@@ -525,19 +525,7 @@ class PostgresStore:
                 raise run_id_taken(request.run_id)
             run_id = request.run_id or new_run_id()
             now = await tx.clock()
-            started = ev.RunStarted(
-                at=now,
-                run_id=run_id,
-                workflow=workflow.name,
-                version=workflow.version,
-                input=data,
-                tenant=tenant,
-                priority=request.priority,
-                correlation_id=request.correlation_id,
-                idempotency_key=key,
-                parent_run_id=request.parent_run_id,
-                not_before=request.run_at,
-            )
+            started = facts.run_started(request, workflow, data, run_id, now)
             transition = advance(workflow, None, [started], now)
             state, seq = transition.state, len(transition.events)
             inserted = await conn.fetchrow(
@@ -638,7 +626,7 @@ class PostgresStore:
                 return record
             cancelled = ev.RunCancelled(at=await tx.clock(), reason=reason)
             done = await self._advance(
-                tx, {run_id: head}, {run_id: _given(cancelled)}, records=True
+                tx, {run_id: head}, {run_id: facts.given(cancelled)}, records=True
             )
             return done[run_id]
 
@@ -715,7 +703,7 @@ class PostgresStore:
                         compensation=job.compensation,
                     )
                 )
-            incoming = {run_id: _given(*events) for run_id, events in started.items()}
+            incoming = {run_id: facts.given(*events) for run_id, events in started.items()}
             await self._advance(tx, heads, incoming, decide=False)
             return jobs
 
@@ -800,24 +788,8 @@ class PostgresStore:
                 if row is None:
                     continue  # the lease was lost: someone else owns this attempt now
                 _, run_id, step_id, attempt, compensation, _ = row
-                event: ev.Event
-                if done.error is None:
-                    event = ev.StepSucceeded(
-                        at=now,
-                        step_id=step_id,
-                        attempt=attempt,
-                        output=done.output,
-                        compensation=compensation,
-                    )
-                else:
-                    event = ev.StepFailed(
-                        at=now,
-                        step_id=step_id,
-                        attempt=attempt,
-                        error=done.error,
-                        compensation=compensation,
-                    )
-                incoming[run_id] = _given(event)
+                event = facts.attempt_ended(done, step_id, attempt, compensation, now)
+                incoming[run_id] = facts.given(event)
                 recorded[i] = True
             await self._advance(tx, heads, incoming)
         return recorded
@@ -844,17 +816,9 @@ class PostgresStore:
                     continue
                 _, run_id, step_id, attempt, compensation, _ = row
                 returned.setdefault(run_id, []).append(
-                    ev.StepRetryScheduled(
-                        at=now,
-                        step_id=step_id,
-                        attempt=attempt,
-                        run_at=now,
-                        delay=0.0,
-                        reason="released",
-                        compensation=compensation,
-                    )
+                    facts.attempt_released(step_id, attempt, compensation, now)
                 )
-            incoming = {run_id: _given(*events) for run_id, events in returned.items()}
+            incoming = {run_id: facts.given(*events) for run_id, events in returned.items()}
             await self._advance(tx, heads, incoming, decide=False)
             await conn.execute(Q["notify"], CHANNEL)
             tx.enqueued = True
@@ -885,7 +849,7 @@ class PostgresStore:
                     worker_id=owner,
                     compensation=compensation,
                 )
-                await self._advance(tx, heads, {run_id: _given(lost)})
+                await self._advance(tx, heads, {run_id: facts.given(lost)})
                 expired += 1
             return expired
 
@@ -1018,11 +982,6 @@ class PostgresStore:
                 raise NotFound("dead letter", letter_id)
             letters.append(letter)
         return letters
-
-
-def _given(*events: ev.Event) -> Callable[[RunState], list[ev.Event]]:
-    """Incoming events that do not depend on the run's state."""
-    return lambda _: list(events)
 
 
 def _rowcount(status: str) -> int:

@@ -32,7 +32,7 @@ from overture.core.model import Workflow
 from overture.core.state import RunState, RunStatus, fold
 from overture.errors import Conflict, NotFound
 from overture.ids import new_run_id
-from overture.store import rows
+from overture.store import facts, rows
 from overture.store.artifacts import Artifacts
 from overture.store.base import DEFAULT_LEASE
 from overture.store.codec import (
@@ -465,19 +465,7 @@ class SQLiteStore:
             if request.run_id is not None and tx.one("run_exists", request.run_id):
                 raise run_id_taken(request.run_id)
             run_id = request.run_id or new_run_id()
-            started = ev.RunStarted(
-                at=when(tx.now),
-                run_id=run_id,
-                workflow=workflow.name,
-                version=workflow.version,
-                input=data,
-                tenant=request.tenant,
-                priority=request.priority,
-                correlation_id=request.correlation_id,
-                idempotency_key=request.idempotency_key,
-                parent_run_id=request.parent_run_id,
-                not_before=request.run_at,
-            )
+            started = facts.run_started(request, workflow, data, run_id, when(tx.now))
             tx.conn.execute(
                 Q["run_insert"],
                 (
@@ -626,7 +614,7 @@ class SQLiteStore:
                     worker_id=worker_id,
                     compensation=job.compensation,
                 )
-                self._advance(tx, job.run_id, _given(started), decide=False)
+                self._advance(tx, job.run_id, facts.given(started), decide=False)
             return jobs
 
         return await self._write(write)
@@ -655,24 +643,8 @@ class SQLiteStore:
                 return False  # the lease was lost: someone else owns this attempt now
             run_id, step_id, attempt, compensation = row
             at = when(tx.now)
-            event: ev.Event
-            if done.error is None:
-                event = ev.StepSucceeded(
-                    at=at,
-                    step_id=step_id,
-                    attempt=attempt,
-                    output=done.output,
-                    compensation=bool(compensation),
-                )
-            else:
-                event = ev.StepFailed(
-                    at=at,
-                    step_id=step_id,
-                    attempt=attempt,
-                    error=done.error,
-                    compensation=bool(compensation),
-                )
-            self._advance(tx, run_id, _given(event))
+            event = facts.attempt_ended(done, step_id, attempt, bool(compensation), at)
+            self._advance(tx, run_id, facts.given(event))
             return True
 
         return write
@@ -685,16 +657,8 @@ class SQLiteStore:
                 if row is None:
                     continue
                 run_id, step_id, attempt, compensation = row
-                back = ev.StepRetryScheduled(
-                    at=when(tx.now),
-                    step_id=step_id,
-                    attempt=attempt,
-                    run_at=when(tx.now),
-                    delay=0.0,
-                    reason="released",
-                    compensation=bool(compensation),
-                )
-                self._advance(tx, run_id, _given(back), decide=False)
+                back = facts.attempt_released(step_id, attempt, bool(compensation), when(tx.now))
+                self._advance(tx, run_id, facts.given(back), decide=False)
                 released += 1
             tx.enqueued = tx.enqueued or released > 0
             return released
@@ -716,7 +680,7 @@ class SQLiteStore:
                     worker_id=owner,
                     compensation=bool(compensation),
                 )
-                self._advance(tx, run_id, _given(lost))
+                self._advance(tx, run_id, facts.given(lost))
                 expired += 1
             return expired
 
@@ -796,11 +760,6 @@ class SQLiteStore:
             return list(reopened.values())
 
         return await self._write(write)
-
-
-def _given(*events: ev.Event) -> Callable[[RunState], list[ev.Event]]:
-    """Incoming events that do not depend on the run's state."""
-    return lambda _: list(events)
 
 
 def _artifacts_dir(path: str) -> str:

@@ -1,0 +1,63 @@
+"""The events a store records for what happens outside the engine, built one way for both."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from overture.core import events as ev
+from overture.core.model import Workflow
+from overture.core.state import RunState
+from overture.serde import JSON
+from overture.store.records import Completion, StartRun
+
+
+def given(*events: ev.Event) -> Callable[[RunState], list[ev.Event]]:
+    """Incoming events that do not depend on the run's state."""
+    return lambda _: list(events)
+
+
+def run_started(
+    request: StartRun, workflow: Workflow, data: JSON, run_id: str, at: datetime
+) -> ev.RunStarted:
+    return ev.RunStarted(
+        at=at,
+        run_id=run_id,
+        workflow=workflow.name,
+        version=workflow.version,
+        input=data,
+        tenant=request.tenant,
+        priority=request.priority,
+        correlation_id=request.correlation_id,
+        idempotency_key=request.idempotency_key,
+        parent_run_id=request.parent_run_id,
+        not_before=request.run_at,
+    )
+
+
+def attempt_ended(
+    done: Completion, step_id: str, attempt: int, compensation: bool, at: datetime
+) -> ev.StepSucceeded | ev.StepFailed:
+    """What a worker's completion records: the output, or the error."""
+    if done.error is None:
+        return ev.StepSucceeded(
+            at=at, step_id=step_id, attempt=attempt, output=done.output, compensation=compensation
+        )
+    return ev.StepFailed(
+        at=at, step_id=step_id, attempt=attempt, error=done.error, compensation=compensation
+    )
+
+
+def attempt_released(
+    step_id: str, attempt: int, compensation: bool, at: datetime
+) -> ev.StepRetryScheduled:
+    """A job given back unrun (graceful shutdown): queued again at once, no budget spent."""
+    return ev.StepRetryScheduled(
+        at=at,
+        step_id=step_id,
+        attempt=attempt,
+        run_at=at,
+        delay=0.0,
+        reason="released",
+        compensation=compensation,
+    )
