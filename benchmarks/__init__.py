@@ -1,0 +1,1 @@
+"""Overture's benchmark suite: ``python -m benchmarks --help``. Results go to ``RESULTS.md``."""
