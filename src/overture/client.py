@@ -23,7 +23,7 @@ from typing import Any
 from overture.core.document import Document
 from overture.core.loader import from_document, load_workflow
 from overture.core.model import Workflow
-from overture.core.state import RunState, RunStatus
+from overture.core.state import TERMINAL_RUN, RunState, RunStatus
 from overture.serde import JSON
 from overture.store import DEFAULT_DATABASE_URL, Store, create_store
 from overture.store.records import (
@@ -35,8 +35,6 @@ from overture.store.records import (
     StoredEvent,
     WorkflowRecord,
 )
-
-FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "compensated"})
 
 
 class Client:
@@ -175,7 +173,7 @@ class Client:
         pause = 0.005
         while True:
             run = await self.get_run(run_id)
-            if run.status in FINISHED:
+            if run.status in TERMINAL_RUN:
                 return run
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"run {run_id} is still {run.status} after {timeout:g}s")

@@ -21,8 +21,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from overture.client import FINISHED, Client
+from overture.client import Client
 from overture.core.loader import parse_workflow
+from overture.core.state import TERMINAL_RUN
 
 ROOT = Path(__file__).resolve().parents[2]
 FLAKY_APP = "tests.apps.flaky:registry"
@@ -155,7 +156,7 @@ class Cli:
 
         def finished() -> dict[str, Any] | None:
             run: dict[str, Any] = self.json("runs", "show", run_id)
-            return run if run["status"] in FINISHED else None
+            return run if run["status"] in TERMINAL_RUN else None
 
         return until(finished, f"run {run_id} to finish", timeout)
 

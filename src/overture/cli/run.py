@@ -17,11 +17,10 @@ from overture.cli.common import database_url_option, reports_errors
 from overture.cli.console import console, parse_assignments, print_problems
 from overture.cli.secrets import secrets_from_env
 from overture.cli.workflows import load_handler_names, report_invalid
-from overture.client import FINISHED
 from overture.core import events as ev
 from overture.core.loader import load_workflow
 from overture.core.model import Workflow
-from overture.core.state import RunState
+from overture.core.state import TERMINAL_RUN, RunState
 from overture.core.validate import handler_problems
 from overture.errors import DocumentInvalid, InputInvalid, WorkflowInvalid
 from overture.handlers.basic import basic_registry
@@ -180,7 +179,7 @@ async def _run_durably(
                     printer(stored.event)
                     seen = stored.seq
                 current = await store.get_run(run.id)
-                if current.status in FINISHED and seen >= current.events:
+                if current.status in TERMINAL_RUN and seen >= current.events:
                     break
                 if working.done():
                     working.result()  # the worker died: say why

@@ -38,7 +38,6 @@ import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -46,13 +45,13 @@ import asyncpg  # type: ignore[import-untyped]
 
 from overture import serde
 from overture.core import events as ev
-from overture.core.advance import Transition, advance, retry_event
+from overture.core.advance import advance, retry_event
 from overture.core.inputs import prepare_input
 from overture.core.model import Workflow
-from overture.core.state import RunState, RunStatus, fold
+from overture.core.state import TERMINAL_RUN, RunState, RunStatus, fold
 from overture.errors import Conflict, NotFound
 from overture.ids import new_run_id
-from overture.store import facts, redact_url, rows
+from overture.store import facts, postgres_schema, redact_url, rows
 from overture.store.artifacts import Artifacts
 from overture.store.base import DEFAULT_LEASE
 from overture.store.codec import (
@@ -65,6 +64,8 @@ from overture.store.codec import (
     version_to_register,
     workflow_digest,
 )
+from overture.store.postgres_listen import JobListener
+from overture.store.postgres_tx import CHANNEL, Batch, Head, Q, Tx, when
 from overture.store.records import (
     DEFAULT_TENANT,
     ClaimedJob,
@@ -79,19 +80,12 @@ from overture.store.records import (
     WorkerRecord,
     WorkflowRecord,
 )
-from overture.store.sqlfiles import migrations, queries
 
 T = TypeVar("T")
-Q = queries("postgres")
-CHANNEL = "overture_jobs"
-"""The LISTEN/NOTIFY channel that says new jobs may be claimable."""
 RETRIES = 8
 """Times a transaction chosen as a deadlock (or serialisation) victim is run again."""
-LISTENER_PING = 30.0
-"""Seconds between checks that the LISTEN connection is still alive while idle."""
 CLAIM_AGAIN = 0.005
 """Seconds after which a claim that skipped a busy run's job wakes the claimers again."""
-FINISHED = ("succeeded", "failed", "cancelled", "compensated")
 
 logger = logging.getLogger("overture.store.postgres")
 
@@ -99,12 +93,6 @@ _RETRYABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.SerializationError,
 )
-
-
-def when(value: Any) -> datetime:
-    """asyncpg returns timestamptz values as aware datetimes already."""
-    moment: datetime = value
-    return moment
 
 
 async def _keep_session(conn: Any) -> None:
@@ -116,120 +104,6 @@ _POOL_OPTIONS: dict[str, Any] = (
     {"reset": _keep_session} if "reset" in inspect.signature(asyncpg.create_pool).parameters else {}
 )
 """asyncpg 0.30 added ``reset``; older versions reset every connection they take back."""
-
-
-@dataclass(slots=True)
-class _Head:
-    """A locked run's row, as far as advancing it needs."""
-
-    tenant: str
-    workflow: str
-    version: int
-    last_seq: int
-
-
-@dataclass(slots=True)
-class _Tx:
-    """One transaction: its connection, its time, and the run states it produced."""
-
-    conn: Any
-    now: datetime | None = None
-    states: dict[str, tuple[int, RunState]] = field(default_factory=dict)
-    """New states by run id; published to the shared cache only after commit."""
-    enqueued: bool = False
-    claim_again: bool = False
-    """A claim left a due job behind because its run was busy: wake the claimers shortly."""
-
-    async def clock(self) -> datetime:
-        if self.now is None:
-            self.now = when(await self.conn.fetchval(Q["now"]))
-        return self.now
-
-
-class _Batch:
-    """What transitions of distinct runs write: one column array per table column."""
-
-    __slots__ = ("codec", "dead", "events", "jobs", "runs", "stops")
-
-    def __init__(self, codec: EventCodec) -> None:
-        self.codec = codec
-        self.events: list[list[Any]] = [[] for _ in range(5)]
-        self.jobs: list[list[Any]] = [[] for _ in range(11)]
-        self.stops: list[list[Any]] = [[] for _ in range(3)]
-        self.dead: list[list[Any]] = [[] for _ in range(7)]
-        self.runs: list[list[Any]] = [[] for _ in range(6)]
-
-    def add(self, run_id: str, last_seq: int, t: Transition) -> int:
-        """Queue a transition's rows; returns the run's new ``last_seq``."""
-        state, encode = t.state, self.codec.encode
-        for i, e in enumerate(t.events, start=1):
-            _append(self.events, run_id, last_seq + i, e.type, e.at, encode(e))
-        for job in t.schedule:
-            _append(
-                self.jobs,
-                run_id,
-                state.tenant,
-                state.workflow,
-                job.step_id,
-                job.compensation,
-                job.attempt,
-                job.uses,
-                self.codec.encode_value(job.input),
-                job.timeout,
-                job.priority,
-                job.run_at,
-            )
-        for step_id, compensation in t.stop:
-            _append(self.stops, run_id, step_id, compensation)
-        for (step_id, compensation), s in t.dead:
-            _append(
-                self.dead,
-                state.tenant,
-                run_id,
-                state.workflow,
-                step_id,
-                compensation,
-                s.attempt,
-                error_text(s.error),
-            )
-        seq = last_seq + len(t.events)
-        _append(
-            self.runs,
-            run_id,
-            state.status,
-            self.codec.encode_value(state.output),
-            error_text(state.error),
-            state.finished_at,
-            seq,
-        )
-        return seq
-
-    async def write(
-        self, tx: _Tx, *, update_runs: bool = True, records: bool = False
-    ) -> dict[str, RunRecord]:
-        """Write everything queued: events, new jobs, stopped jobs, dead letters, then runs."""
-        conn = tx.conn
-        if self.events[0]:
-            await conn.execute(Q["events_insert"], *self.events)
-        if self.jobs[0]:
-            await conn.execute(Q["jobs_insert"], *self.jobs, CHANNEL)
-            tx.enqueued = True
-        if self.stops[0]:
-            await conn.execute(Q["jobs_stop"], *self.stops)
-        if self.dead[0]:
-            await conn.execute(Q["dead_letters_insert"], *self.dead)
-        if not (update_runs and self.runs[0]):
-            return {}
-        if not records:
-            await conn.execute(Q["runs_update"], *self.runs)
-            return {}
-        found = await conn.fetch(Q["runs_update_get"], *self.runs)
-        return {row[0]: rows.run_record(row, self.codec, when) for row in found}
-
-
-def _append(columns: list[list[Any]], *values: Any) -> None:
-    for column, value in zip(columns, values, strict=True):
-        column.append(value)
 
 
 class PostgresStore:
@@ -255,10 +129,7 @@ class PostgresStore:
         self._cache = StateCache()
         self._workflows: dict[tuple[str, str, int], Workflow] = {}
         self._pool: Any = None
-        self._jobs_ready: asyncio.Event | None = None
-        self._listener: Any = None
-        self._listener_lost: asyncio.Event | None = None
-        self._listening: asyncio.Task[None] | None = None
+        self._listener: JobListener | None = None
         self._inflight: set[asyncio.Future[Any]] = set()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -274,18 +145,15 @@ class PostgresStore:
         except BaseException:
             await self.close()
             raise
-        self._jobs_ready = asyncio.Event()
-        await self._listen()
-        self._listening = asyncio.create_task(self._keep_listening(), name="overture-listen")
+        self._listener = JobListener(self._dsn, self.url)
+        await self._listener.start()
 
     async def close(self) -> None:
         if self._inflight:  # writes whose callers stopped waiting still finish
             await asyncio.wait(set(self._inflight), timeout=30)
-        task, self._listening = self._listening, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        await self._drop_listener()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.stop()
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -296,23 +164,11 @@ class PostgresStore:
 
     async def migrate(self) -> SchemaStatus:
         async with self._connection() as conn:
-            status = await _status(conn)
-            if not status.pending:
-                return status
-            for migration in migrations(self.dialect):
-                async with conn.transaction():
-                    await conn.execute(Q["migrations_lock"])
-                    if not await conn.fetchval(Q["migrations_table_exists"]):
-                        await conn.execute(Q["migrations_table"])
-                    if migration.version in await _applied(conn):
-                        continue  # another process applied it first
-                    await conn.execute(migration.sql)
-                    await conn.execute(Q["migration_record"], migration.version, migration.name)
-            return await _status(conn)
+            return await postgres_schema.migrate(conn)
 
     async def schema_status(self) -> SchemaStatus:
         async with self._connection() as conn:
-            return await _status(conn)
+            return await postgres_schema.status(conn)
 
     def _need_pool(self) -> Any:
         if self._pool is None:
@@ -324,7 +180,7 @@ class PostgresStore:
         async with self._need_pool().acquire() as conn:
             yield conn
 
-    async def _write(self, fn: Callable[[_Tx], Awaitable[T]]) -> T:
+    async def _write(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
         """Run ``fn`` in a transaction of its own (again if it lost a deadlock).
 
         As in the embedded store, a caller that stops waiting (cancelled, timed out) does not
@@ -341,12 +197,12 @@ class PostgresStore:
         if not task.cancelled():
             task.exception()  # mark it retrieved: a caller that stopped waiting never will
 
-    async def _transact(self, fn: Callable[[_Tx], Awaitable[T]]) -> T:
+    async def _transact(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
         pool = self._need_pool()
         attempt = 0
         while True:
             async with pool.acquire() as conn:
-                tx = _Tx(conn)
+                tx = Tx(conn)
                 try:
                     async with conn.transaction():
                         result = await fn(tx)
@@ -362,18 +218,18 @@ class PostgresStore:
             self._committed(tx)
             return result
 
-    def _committed(self, tx: _Tx) -> None:
+    def _committed(self, tx: Tx) -> None:
         for run_id, (seq, state) in tx.states.items():
             cached = self._cache.get(run_id)
             if cached is None or cached[0] < seq:  # a later transaction may have been quicker
                 self._cache.put(run_id, seq, state)
         if tx.enqueued:
-            self._wake()
+            self._wake_claimers()
         if tx.claim_again:
-            asyncio.get_running_loop().call_later(CLAIM_AGAIN, self._wake)
+            asyncio.get_running_loop().call_later(CLAIM_AGAIN, self._wake_claimers)
 
     # --- run state inside a transaction ----------------------------------------------------
-    async def _workflow(self, tx: _Tx, tenant: str, name: str, version: int) -> Workflow:
+    async def _workflow(self, tx: Tx, tenant: str, name: str, version: int) -> Workflow:
         key = (tenant, name, version)
         workflow = self._workflows.get(key)
         if workflow is None:
@@ -384,12 +240,12 @@ class PostgresStore:
             self._workflows[key] = workflow
         return workflow
 
-    async def _lock(self, tx: _Tx, run_ids: Sequence[str]) -> dict[str, _Head]:
+    async def _lock(self, tx: Tx, run_ids: Sequence[str]) -> dict[str, Head]:
         """Lock runs (in id order) for appending to their histories."""
         found = await tx.conn.fetch(Q["runs_lock"], sorted(set(run_ids)))
-        return {row[0]: _Head(row[1], row[2], row[3], row[4]) for row in found}
+        return {row[0]: Head(row[1], row[2], row[3], row[4]) for row in found}
 
-    async def _states(self, tx: _Tx, heads: Mapping[str, _Head]) -> dict[str, RunState]:
+    async def _states(self, tx: Tx, heads: Mapping[str, Head]) -> dict[str, RunState]:
         """The states of locked runs: cached where current, else folded from what is missing."""
         states: dict[str, RunState] = {}
         stale: dict[str, tuple[int, RunState | None]] = {}
@@ -418,8 +274,8 @@ class PostgresStore:
 
     async def _advance(
         self,
-        tx: _Tx,
-        heads: Mapping[str, _Head],
+        tx: Tx,
+        heads: Mapping[str, Head],
         incoming: Mapping[str, Callable[[RunState], Sequence[ev.Event]]],
         *,
         decide: bool = True,
@@ -434,7 +290,7 @@ class PostgresStore:
                 raise NotFound("run", run_id)
         states = await self._states(tx, {run_id: heads[run_id] for run_id in incoming})
         now = await tx.clock()
-        batch = _Batch(self.codec)
+        batch = Batch(self.codec)
         for run_id, events_of in incoming.items():
             head, state = heads[run_id], states[run_id]
             workflow = await self._workflow(tx, head.tenant, head.workflow, head.version)
@@ -447,7 +303,7 @@ class PostgresStore:
     async def register_workflow(
         self, workflow: Workflow, *, tenant: str = DEFAULT_TENANT
     ) -> WorkflowRecord:
-        async def write(tx: _Tx) -> WorkflowRecord:
+        async def write(tx: Tx) -> WorkflowRecord:
             conn = tx.conn
             await conn.execute(Q["workflow_lock"], tenant, workflow.name)
             latest = await conn.fetchrow(Q["workflow_latest"], tenant, workflow.name)
@@ -492,7 +348,7 @@ class PostgresStore:
     async def set_workflow_disabled(
         self, name: str, disabled: bool, *, tenant: str = DEFAULT_TENANT
     ) -> None:
-        async def write(tx: _Tx) -> None:
+        async def write(tx: Tx) -> None:
             status = await tx.conn.execute(Q["workflow_disable"], disabled, tenant, name)
             if _rowcount(status) == 0:
                 raise NotFound("workflow", name)
@@ -503,7 +359,7 @@ class PostgresStore:
     async def start_run(self, request: StartRun) -> tuple[RunRecord, bool]:
         tenant, key = request.tenant, request.idempotency_key
 
-        async def write(tx: _Tx) -> tuple[RunRecord, bool]:
+        async def write(tx: Tx) -> tuple[RunRecord, bool]:
             conn = tx.conn
             if key is not None:
                 existing = await conn.fetchrow(Q["run_by_key"], tenant, key)
@@ -555,7 +411,7 @@ class PostgresStore:
                         code="idempotency_conflict",
                     )
                 return rows.run_record(existing, self.codec, when), False
-            batch = _Batch(self.codec)
+            batch = Batch(self.codec)
             batch.add(run_id, 0, transition)
             await batch.write(tx, update_runs=False)
             tx.states[run_id] = (seq, state)
@@ -620,9 +476,9 @@ class PostgresStore:
     async def cancel_run(
         self, run_id: str, *, tenant: str | None = DEFAULT_TENANT, reason: str = "cancelled"
     ) -> RunRecord:
-        async def write(tx: _Tx) -> RunRecord:
+        async def write(tx: Tx) -> RunRecord:
             record, head = await self._locked_run(tx, run_id, tenant)
-            if record.status in FINISHED:
+            if record.status in TERMINAL_RUN:
                 return record
             cancelled = ev.RunCancelled(at=await tx.clock(), reason=reason)
             done = await self._advance(
@@ -639,22 +495,20 @@ class PostgresStore:
         tenant: str | None = DEFAULT_TENANT,
         steps: Sequence[str] | None = None,
     ) -> RunRecord:
-        async def write(tx: _Tx) -> RunRecord:
+        async def write(tx: Tx) -> RunRecord:
             _, head = await self._locked_run(tx, run_id, tenant)
             return await self._reopen(tx, run_id, head, steps)
 
         return await self._write(write)
 
-    async def _locked_run(
-        self, tx: _Tx, run_id: str, tenant: str | None
-    ) -> tuple[RunRecord, _Head]:
+    async def _locked_run(self, tx: Tx, run_id: str, tenant: str | None) -> tuple[RunRecord, Head]:
         row = await tx.conn.fetchrow(Q["run_get_locked"], run_id)
         record = _run(None if row is None else row[:16], run_id, self.codec, tenant)
         tx.now = when(row[16])
-        return record, _Head(record.tenant, record.workflow, record.version, record.events)
+        return record, Head(record.tenant, record.workflow, record.version, record.events)
 
     async def _reopen(
-        self, tx: _Tx, run_id: str, head: _Head, steps: Sequence[str] | None
+        self, tx: Tx, run_id: str, head: Head, steps: Sequence[str] | None
     ) -> RunRecord:
         now = await tx.clock()
         reopened = await self._advance(
@@ -679,7 +533,7 @@ class PostgresStore:
             return []
         names = None if handlers is None else list(handlers)
 
-        async def write(tx: _Tx) -> list[ClaimedJob]:
+        async def write(tx: Tx) -> list[ClaimedJob]:
             conn = tx.conn
             await conn.execute(Q["claim_plan"])
             found = await conn.fetch(Q["jobs_claim"], worker_id, float(lease), names, limit)
@@ -688,7 +542,7 @@ class PostgresStore:
             if not found:
                 return []
             tx.now = now = when(found[0][14])
-            heads = {row[2]: _Head(row[15], row[16], row[17], row[18]) for row in found}
+            heads = {row[2]: Head(row[15], row[16], row[17], row[18]) for row in found}
             # RETURNING does not follow the subquery's order: restore priority, then FIFO.
             found.sort(key=lambda row: (row[12], row[13], row[0]))
             jobs = [rows.claimed_job(row, self.codec, when) for row in found]
@@ -716,7 +570,7 @@ class PostgresStore:
             return set()
         held = sorted(leases, key=lambda h: h.job_id)  # rows locked in one order by everyone
 
-        async def write(tx: _Tx) -> set[int]:
+        async def write(tx: Tx) -> set[int]:
             found = await tx.conn.fetch(
                 Q["jobs_extend"],
                 float(lease),
@@ -750,11 +604,11 @@ class PostgresStore:
             raise failure
         return results
 
-    async def _finish(self, tx: _Tx, completions: Sequence[Completion]) -> list[bool]:
+    async def _finish(self, tx: Tx, completions: Sequence[Completion]) -> list[bool]:
         recorded = [False] * len(completions)
         found = await tx.conn.fetch(Q["runs_lock_for_jobs"], [c.job_id for c in completions])
         run_of = {row[0]: row[1] for row in found}
-        heads = {row[1]: _Head(row[2], row[3], row[4], row[5]) for row in found}
+        heads = {row[1]: Head(row[2], row[3], row[4], row[5]) for row in found}
         # Consecutive rounds in which no run appears twice (a round advances each run once):
         # in order, so runs move exactly as they would with one completion at a time.
         rounds: list[list[int]] = [[]]
@@ -798,10 +652,10 @@ class PostgresStore:
         if not leases:
             return 0
 
-        async def write(tx: _Tx) -> int:
+        async def write(tx: Tx) -> int:
             conn = tx.conn
             found = await conn.fetch(Q["runs_lock_for_jobs"], [h.job_id for h in leases])
-            heads = {row[1]: _Head(row[2], row[3], row[4], row[5]) for row in found}
+            heads = {row[1]: Head(row[2], row[3], row[4], row[5]) for row in found}
             back = await conn.fetch(
                 Q["jobs_release"], [h.job_id for h in leases], [h.token for h in leases]
             )
@@ -827,13 +681,13 @@ class PostgresStore:
         return await self._write(write)
 
     async def reap(self, *, limit: int = 100) -> int:
-        async def write(tx: _Tx) -> int:
+        async def write(tx: Tx) -> int:
             conn = tx.conn
             found = await conn.fetch(Q["jobs_expired"], limit)
             if not found:
                 return 0
             tx.now = now = when(found[0][1])
-            heads: dict[str, _Head] = {}
+            heads: dict[str, Head] = {}
             expired = 0
             for job_id, _ in found:
                 row = await conn.fetchrow(Q["job_expire"], job_id)
@@ -856,75 +710,16 @@ class PostgresStore:
         return await self._write(write)
 
     async def wait_for_jobs(self, timeout: float) -> None:
-        ready = self._jobs_ready
-        if ready is None:
+        if self._listener is None:
             raise RuntimeError("the store is not open: call `await store.open()` first")
-        try:
-            async with asyncio.timeout(timeout):
-                await ready.wait()
-        except TimeoutError:
-            return
-        ready.clear()
+        await self._listener.wait(timeout)
+
+    def _wake_claimers(self) -> None:
+        if self._listener is not None:
+            self._listener.wake()
 
     async def queue_depth(self) -> int:
         return int(await self._need_pool().fetchval(Q["queue_depth"]))
-
-    # --- LISTEN/NOTIFY ---------------------------------------------------------------------
-    def _wake(self, *_: object) -> None:
-        if self._jobs_ready is not None:
-            self._jobs_ready.set()
-
-    async def _listen(self, *, wake: bool = False) -> bool:
-        """Open the LISTEN connection; False (logged) if the database cannot be reached."""
-        conn: Any = None
-        try:
-            conn = await asyncpg.connect(self._dsn, timeout=10)
-            lost = asyncio.Event()
-            conn.add_termination_listener(lambda _: lost.set())
-            await conn.add_listener(CHANNEL, self._wake)
-        except Exception as error:  # the database may come back: keep polling meanwhile
-            logger.warning("cannot LISTEN on %s (%s); polling until it can", self.url, error)
-            if conn is not None:
-                conn.terminate()
-            return False
-        self._listener, self._listener_lost = conn, lost
-        if wake:
-            self._wake()  # jobs may have been queued while nobody was listening
-        return True
-
-    async def _keep_listening(self) -> None:
-        backoff = 0.5
-        while True:
-            if self._listener is None:
-                if not await self._listen(wake=True):
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 10.0)
-                    continue
-                logger.info("listening for jobs on %s again", self.url)
-                backoff = 0.5
-            conn, lost = self._listener, self._listener_lost
-            assert lost is not None
-            try:
-                async with asyncio.timeout(LISTENER_PING):
-                    await lost.wait()
-                logger.warning("the LISTEN connection to %s closed; reconnecting", self.url)
-            except TimeoutError:
-                try:  # idle for a while: make sure it is still there
-                    await conn.fetchval(Q["ping"], timeout=10)
-                    continue
-                except Exception as error:
-                    logger.warning("the LISTEN connection to %s is gone (%s)", self.url, error)
-            await self._drop_listener()
-
-    async def _drop_listener(self) -> None:
-        conn, self._listener = self._listener, None
-        if conn is None or conn.is_closed():
-            return
-        try:
-            async with asyncio.timeout(5):
-                await conn.close()
-        except Exception:
-            conn.terminate()
 
     # --- workers ---------------------------------------------------------------------------
     async def worker_seen(self, worker: WorkerRecord) -> None:
@@ -955,7 +750,7 @@ class PostgresStore:
     async def requeue(
         self, ids: Sequence[int], *, tenant: str | None = DEFAULT_TENANT
     ) -> list[RunRecord]:
-        async def write(tx: _Tx) -> list[RunRecord]:
+        async def write(tx: Tx) -> list[RunRecord]:
             letters = await self._letters(tx, ids, tenant)
             heads = await self._lock(tx, [letter.run_id for letter in letters])
             letters = await self._letters(tx, ids, tenant)  # as they are now their runs are ours
@@ -972,7 +767,7 @@ class PostgresStore:
 
         return await self._write(write)
 
-    async def _letters(self, tx: _Tx, ids: Sequence[int], tenant: str | None) -> list[DeadLetter]:
+    async def _letters(self, tx: Tx, ids: Sequence[int], tenant: str | None) -> list[DeadLetter]:
         found = await tx.conn.fetch(Q["dead_letters_get"], list(ids))
         by_id = {row[0]: rows.dead_letter(row, when) for row in found}
         letters = []
@@ -993,17 +788,3 @@ def _run(row: Any, run_id: str, codec: EventCodec, tenant: str | None) -> RunRec
     if row is None or (tenant is not None and row[1] != tenant):
         raise NotFound("run", run_id)
     return rows.run_record(row, codec, when)
-
-
-async def _applied(conn: Any) -> set[int]:
-    if not await conn.fetchval(Q["migrations_table_exists"]):
-        return set()
-    return {row[0] for row in await conn.fetch(Q["migrations_applied"])}
-
-
-async def _status(conn: Any) -> SchemaStatus:
-    applied = await _applied(conn)
-    known = [m.version for m in migrations("postgres")]
-    return SchemaStatus(
-        applied=tuple(sorted(applied)), pending=tuple(v for v in known if v not in applied)
-    )

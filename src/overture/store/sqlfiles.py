@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
+from overture.store.records import SchemaStatus
+
 _MIGRATION = re.compile(r"^(\d{3})_(\w+)\.sql$")
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 
@@ -36,6 +38,14 @@ def migrations(dialect: str) -> tuple[Migration, ...]:
     if versions != list(range(1, len(found) + 1)):
         raise RuntimeError(f"{dialect} migrations must be numbered 001, 002, ... without gaps")
     return tuple(found)
+
+
+def schema_status(dialect: str, applied: set[int]) -> SchemaStatus:
+    """Which of ``dialect``'s migrations a database with ``applied`` has, and which it lacks."""
+    known = [m.version for m in migrations(dialect)]
+    return SchemaStatus(
+        applied=tuple(sorted(applied)), pending=tuple(v for v in known if v not in applied)
+    )
 
 
 @cache

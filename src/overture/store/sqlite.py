@@ -1,9 +1,8 @@
 """The embedded store: one SQLite file, one writer thread, group commit.
 
-Every write is a small function run on the writer thread inside ``BEGIN IMMEDIATE``. The thread
-takes every write waiting in its queue and commits them together, each inside its own savepoint:
-one fsync (``synchronous=FULL``: an acknowledged run survives a power cut) pays for a whole batch
-of claims and completions, and one failing write never takes its neighbours down with it.
+Every write is a small function run by the writer thread (``sqlite_writer.GroupCommit``): one
+fsync (``synchronous=FULL``: an acknowledged run survives a power cut) pays for a whole batch
+of claims and completions.
 Reads run on a small pool of reader threads; WAL lets them proceed while the writer writes.
 Other processes may open the same file: ``BEGIN IMMEDIATE`` and the busy timeout serialise
 their writers, and run states cached here are checked against the stored ``last_seq``.
@@ -13,26 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import os
-import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from overture import serde
 from overture.core import events as ev
 from overture.core.advance import Transition, advance, retry_event
 from overture.core.inputs import prepare_input
 from overture.core.model import Workflow
-from overture.core.state import RunState, RunStatus, fold
+from overture.core.state import TERMINAL_RUN, RunState, RunStatus, fold
 from overture.errors import Conflict, NotFound
 from overture.ids import new_run_id
-from overture.store import facts, rows
+from overture.store import facts, rows, sqlite_schema
 from overture.store.artifacts import Artifacts
 from overture.store.base import DEFAULT_LEASE
 from overture.store.codec import (
@@ -61,12 +57,11 @@ from overture.store.records import (
     WorkerRecord,
     WorkflowRecord,
 )
-from overture.store.sqlfiles import migrations, queries
+from overture.store.sqlfiles import queries
+from overture.store.sqlite_writer import GroupCommit, Tx, connect
 
 T = TypeVar("T")
 Q = queries("sqlite")
-MAX_BATCH = 512
-"""Writes committed together at most: bounds the latency a batch adds to its first write."""
 
 
 def when(value: int) -> datetime:
@@ -77,35 +72,6 @@ def when(value: int) -> datetime:
 def _seconds(duration: float) -> int:
     """A duration in the stored unit."""
     return round(duration * 1_000_000)
-
-
-@dataclass(slots=True)
-class _Tx:
-    """What one write sees: the connection, the time, and what to undo in memory on rollback."""
-
-    conn: sqlite3.Connection
-    now: int
-    """Microseconds since the epoch, by this host's clock: the embedded database's clock."""
-    touched: set[str] = field(default_factory=set)
-    enqueued: bool = False
-
-    def one(self, name: str, *params: Any) -> Any:
-        return self.conn.execute(Q[name], params).fetchone()
-
-
-@dataclass(slots=True)
-class _Write:
-    fn: Callable[[_Tx], Any]
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Any]
-
-
-def _connect(path: str, synchronous: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA busy_timeout = 30000")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute(f"PRAGMA synchronous = {synchronous}")
-    return conn
 
 
 class SQLiteStore:
@@ -131,8 +97,7 @@ class SQLiteStore:
         self._directory = os.path.dirname(os.path.abspath(path))
         self._cache = StateCache()
         self._workflows: dict[tuple[str, str, int], Workflow] = {}
-        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
+        self._writer: GroupCommit | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._reader_conns: list[sqlite3.Connection] = []
         self._local = threading.local()
@@ -145,15 +110,15 @@ class SQLiteStore:
         self._jobs_ready = asyncio.Event()
         os.makedirs(self._directory, exist_ok=True)
         if self._auto_migrate:
-            await asyncio.to_thread(self._migrate_sync)
+            await asyncio.to_thread(sqlite_schema.migrate, self.path, self.synchronous)
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="overture-read")
-        self._writer = threading.Thread(target=self._write_loop, name="overture-write", daemon=True)
-        self._writer.start()
+        self._writer = GroupCommit(
+            self.path, self.synchronous, forget=self._cache.forget, enqueued=self._jobs_queued
+        )
 
     async def close(self) -> None:
         if self._writer is not None:
-            self._queue.put(None)
-            await asyncio.to_thread(self._writer.join)
+            await self._writer.stop()
             self._writer = None
         if self._readers is not None:
             self._readers.shutdown(wait=True)
@@ -163,107 +128,20 @@ class SQLiteStore:
         self._reader_conns.clear()
 
     async def migrate(self) -> SchemaStatus:
-        return await asyncio.to_thread(self._migrate_sync)
+        return await asyncio.to_thread(sqlite_schema.migrate, self.path, self.synchronous)
 
     async def schema_status(self) -> SchemaStatus:
-        return await asyncio.to_thread(self._status_sync)
+        return await asyncio.to_thread(sqlite_schema.status, self.path, self.synchronous)
 
-    def _migrate_sync(self) -> SchemaStatus:
-        conn = _connect(self.path, self.synchronous)
-        try:
-            for migration in migrations(self.dialect):
-                if migration.version in _applied(conn):
-                    continue
-                script = (
-                    "BEGIN IMMEDIATE;\n"
-                    f"{migration.sql}\n;"
-                    "INSERT INTO overture_migrations (version, name, applied_at) "
-                    f"VALUES ({migration.version}, '{migration.name}', {time.time_ns() // 1000});\n"
-                    "COMMIT;"
-                )
-                try:
-                    conn.executescript(script)
-                except sqlite3.Error:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    if migration.version not in _applied(conn):
-                        raise  # not another process applying it first: a real failure
-            return _status(conn)
-        finally:
-            conn.close()
-
-    def _status_sync(self) -> SchemaStatus:
-        conn = _connect(self.path, self.synchronous)
-        try:
-            return _status(conn)
-        finally:
-            conn.close()
-
-    # --- the writer thread -----------------------------------------------------------------
-    def _write_loop(self) -> None:
-        conn = _connect(self.path, self.synchronous)
-        try:
-            while True:
-                first = self._queue.get()
-                if first is None:
-                    return
-                batch = [first]
-                while len(batch) < MAX_BATCH:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        self._queue.put(None)  # finish this batch, then stop
-                        break
-                    batch.append(item)
-                self._commit(conn, batch)
-        finally:
-            conn.close()
-
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Write]) -> None:
-        results: list[tuple[_Write, bool, Any]] = []
-        touched: set[str] = set()
-        enqueued = False
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as error:
-            _settle_all([(write, False, error) for write in batch])
-            return
-        for write in batch:
-            tx = _Tx(conn=conn, now=time.time_ns() // 1000)
-            conn.execute("SAVEPOINT write")
-            try:
-                result = write.fn(tx)
-            except BaseException as error:
-                conn.execute("ROLLBACK TO write")
-                conn.execute("RELEASE write")
-                self._cache.forget(tx.touched)
-                results.append((write, False, error))
-                continue
-            conn.execute("RELEASE write")
-            touched |= tx.touched
-            enqueued = enqueued or tx.enqueued
-            results.append((write, True, result))
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as error:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            self._cache.forget(touched)
-            results = [(write, False, error) for write, _, _ in results]
-            enqueued = False
-        _settle_all(results)
-        if enqueued and self._loop is not None and self._jobs_ready is not None:
-            self._loop.call_soon_threadsafe(self._jobs_ready.set)
-
-    async def _write(self, fn: Callable[[_Tx], T]) -> T:
+    async def _write(self, fn: Callable[[Tx], T]) -> T:
         if self._writer is None:
             raise RuntimeError("the store is not open: call `await store.open()` first")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Write(fn, loop, future))
-        return await future
+        return await self._writer.submit(fn)
+
+    def _jobs_queued(self) -> None:
+        """On the writer thread, after a commit that queued jobs: wake this process's workers."""
+        if self._loop is not None and self._jobs_ready is not None:
+            self._loop.call_soon_threadsafe(self._jobs_ready.set)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._readers is None:
@@ -274,7 +152,7 @@ class SQLiteStore:
     def _with_reader(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = _connect(self.path, self.synchronous)
+            conn = connect(self.path, self.synchronous)
             self._local.conn = conn
             self._reader_conns.append(conn)
         with _snapshot(conn):
@@ -292,7 +170,7 @@ class SQLiteStore:
             self._workflows[key] = workflow
         return workflow
 
-    def _startable(self, tx: _Tx, tenant: str, name: str, version: int | None) -> Workflow:
+    def _startable(self, tx: Tx, tenant: str, name: str, version: int | None) -> Workflow:
         """The workflow a new run starts with: a version (None: the latest), if enabled."""
         if version is None:
             head = tx.one("workflow_latest_head", tenant, name)
@@ -321,7 +199,7 @@ class SQLiteStore:
 
     def _advance(
         self,
-        tx: _Tx,
+        tx: Tx,
         run_id: str,
         incoming: Callable[[RunState], Sequence[ev.Event]],
         *,
@@ -349,7 +227,7 @@ class SQLiteStore:
             raise RuntimeError(f"run {run_id} changed inside a write transaction")
         return transition
 
-    def _persist(self, tx: _Tx, run_id: str, last_seq: int, t: Transition) -> bool:
+    def _persist(self, tx: Tx, run_id: str, last_seq: int, t: Transition) -> bool:
         """Write a transition of the run at ``last_seq``; False (nothing written) if it moved."""
         conn, now, state, encode = tx.conn, tx.now, t.state, self.codec.encode
         seq = last_seq + len(t.events)
@@ -411,7 +289,7 @@ class SQLiteStore:
     async def register_workflow(
         self, workflow: Workflow, *, tenant: str = DEFAULT_TENANT
     ) -> WorkflowRecord:
-        def write(tx: _Tx) -> WorkflowRecord:
+        def write(tx: Tx) -> WorkflowRecord:
             latest = tx.one("workflow_latest", tenant, workflow.name)
             same = tx.one("workflow_version", tenant, workflow.name, workflow.version)
             decided = version_to_register(
@@ -447,7 +325,7 @@ class SQLiteStore:
     async def set_workflow_disabled(
         self, name: str, disabled: bool, *, tenant: str = DEFAULT_TENANT
     ) -> None:
-        def write(tx: _Tx) -> None:
+        def write(tx: Tx) -> None:
             if tx.conn.execute(Q["workflow_disable"], (disabled, tenant, name)).rowcount == 0:
                 raise NotFound("workflow", name)
 
@@ -455,7 +333,7 @@ class SQLiteStore:
 
     # --- runs ------------------------------------------------------------------------------
     async def start_run(self, request: StartRun) -> tuple[RunRecord, bool]:
-        def write(tx: _Tx) -> tuple[RunRecord, bool]:
+        def write(tx: Tx) -> tuple[RunRecord, bool]:
             if request.idempotency_key is not None:
                 existing = tx.one("run_by_key", request.tenant, request.idempotency_key)
                 if existing is not None:
@@ -553,9 +431,9 @@ class SQLiteStore:
     async def cancel_run(
         self, run_id: str, *, tenant: str | None = DEFAULT_TENANT, reason: str = "cancelled"
     ) -> RunRecord:
-        def write(tx: _Tx) -> RunRecord:
+        def write(tx: Tx) -> RunRecord:
             record = _run(tx.conn, run_id, self.codec, tenant)
-            if record.status not in ("succeeded", "failed", "cancelled", "compensated"):
+            if record.status not in TERMINAL_RUN:
                 self._advance(
                     tx, run_id, lambda _: [ev.RunCancelled(at=when(tx.now), reason=reason)]
                 )
@@ -570,14 +448,14 @@ class SQLiteStore:
         tenant: str | None = DEFAULT_TENANT,
         steps: Sequence[str] | None = None,
     ) -> RunRecord:
-        def write(tx: _Tx) -> RunRecord:
+        def write(tx: Tx) -> RunRecord:
             _run(tx.conn, run_id, self.codec, tenant)
             self._reopen(tx, run_id, steps)
             return _run(tx.conn, run_id, self.codec)
 
         return await self._write(write)
 
-    def _reopen(self, tx: _Tx, run_id: str, steps: Sequence[str] | None) -> None:
+    def _reopen(self, tx: Tx, run_id: str, steps: Sequence[str] | None) -> None:
         self._advance(tx, run_id, lambda state: [retry_event(state, when(tx.now), steps)])
         tx.conn.execute(Q["dead_letter_requeued"], (tx.now, run_id))
 
@@ -594,7 +472,7 @@ class SQLiteStore:
             return []
         names = None if handlers is None else serde.dumps_text(list(handlers))
 
-        def write(tx: _Tx) -> list[ClaimedJob]:
+        def write(tx: Tx) -> list[ClaimedJob]:
             params = {
                 "worker": worker_id,
                 "now": tx.now,
@@ -622,7 +500,7 @@ class SQLiteStore:
     async def heartbeat(
         self, worker_id: str, leases: Sequence[Lease], *, lease: float = DEFAULT_LEASE
     ) -> set[int]:
-        def write(tx: _Tx) -> set[int]:
+        def write(tx: Tx) -> set[int]:
             until = tx.now + _seconds(lease)
             lost = set()
             for held in leases:
@@ -636,8 +514,8 @@ class SQLiteStore:
     async def complete(self, completions: Sequence[Completion]) -> list[bool]:
         return list(await asyncio.gather(*(self._write(self._completer(c)) for c in completions)))
 
-    def _completer(self, done: Completion) -> Callable[[_Tx], bool]:
-        def write(tx: _Tx) -> bool:
+    def _completer(self, done: Completion) -> Callable[[Tx], bool]:
+        def write(tx: Tx) -> bool:
             row = tx.one("job_finish", tx.now, done.job_id, done.token)
             if row is None:
                 return False  # the lease was lost: someone else owns this attempt now
@@ -650,7 +528,7 @@ class SQLiteStore:
         return write
 
     async def release(self, leases: Sequence[Lease]) -> int:
-        def write(tx: _Tx) -> int:
+        def write(tx: Tx) -> int:
             released = 0
             for held in leases:
                 row = tx.one("job_release", tx.now, held.job_id, held.token)
@@ -666,7 +544,7 @@ class SQLiteStore:
         return await self._write(write) if leases else 0
 
     async def reap(self, *, limit: int = 100) -> int:
-        def write(tx: _Tx) -> int:
+        def write(tx: Tx) -> int:
             expired = 0
             for (job_id,) in tx.conn.execute(Q["jobs_expired"], (tx.now, limit)).fetchall():
                 row = tx.one("job_expire", tx.now, job_id, tx.now)
@@ -704,7 +582,7 @@ class SQLiteStore:
     async def worker_seen(self, worker: WorkerRecord) -> None:
         handlers = serde.dumps_text(list(worker.handlers))
 
-        def write(tx: _Tx) -> None:
+        def write(tx: Tx) -> None:
             tx.conn.execute(
                 Q["worker_upsert"],
                 (
@@ -743,7 +621,7 @@ class SQLiteStore:
     async def requeue(
         self, ids: Sequence[int], *, tenant: str | None = DEFAULT_TENANT
     ) -> list[RunRecord]:
-        def write(tx: _Tx) -> list[RunRecord]:
+        def write(tx: Tx) -> list[RunRecord]:
             letters = []
             for letter_id in ids:
                 row = tx.one("dead_letter_get", letter_id)
@@ -767,25 +645,6 @@ def _artifacts_dir(path: str) -> str:
     return f"{base}-artifacts"
 
 
-def _settle_all(results: list[tuple[_Write, bool, Any]]) -> None:
-    """Hand each write's result to its caller: one wake-up per event loop, not per write."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Write, bool, Any]]] = {}
-    for item in results:
-        by_loop.setdefault(item[0].loop, []).append(item)
-    for loop, items in by_loop.items():
-        loop.call_soon_threadsafe(_settle, items)
-
-
-def _settle(items: list[tuple[_Write, bool, Any]]) -> None:
-    for write, ok, value in items:
-        if write.future.done():
-            continue  # the caller gave up waiting; the write itself stands
-        if ok:
-            write.future.set_result(value)
-        else:
-            write.future.set_exception(value)
-
-
 @contextmanager
 def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
     """One consistent view of the database for a read of several statements."""
@@ -794,22 +653,6 @@ def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
         yield
     finally:
         conn.execute("COMMIT")
-
-
-def _applied(conn: sqlite3.Connection) -> set[int]:
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS overture_migrations ("
-        "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
-    )
-    return {v for (v,) in conn.execute("SELECT version FROM overture_migrations")}
-
-
-def _status(conn: sqlite3.Connection) -> SchemaStatus:
-    applied = _applied(conn)
-    known = [m.version for m in migrations("sqlite")]
-    return SchemaStatus(
-        applied=tuple(sorted(applied)), pending=tuple(v for v in known if v not in applied)
-    )
 
 
 def _run(
