@@ -231,3 +231,22 @@ async def postgres_fetch(url: str, query: str) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in await conn.fetch(query)]
     finally:
         await conn.close()
+
+
+async def execute_sql(url: str, sqlite_statement: str, postgres_statement: str) -> None:
+    """Change the database behind the store's back (the statement for its dialect)."""
+    if is_sqlite(url):
+        conn = sqlite3.connect(sqlite_path(url))
+        try:
+            with conn:
+                conn.execute(sqlite_statement)
+        finally:
+            conn.close()
+        return
+    import asyncpg
+
+    pg = await asyncpg.connect(url)
+    try:
+        await pg.execute(postgres_statement)
+    finally:
+        await pg.close()

@@ -137,3 +137,34 @@ async def test_a_chosen_run_id_cannot_be_used_twice(store: Store) -> None:
     assert refused.value.code == "run_exists"
     assert first.id == "order-7"
     assert (await store.get_run("order-7")).input == {"n": 1}
+
+
+async def test_racing_starts_with_one_chosen_run_id_make_one_run_and_refuse_the_rest(
+    store: Store,
+) -> None:
+    await register(store, ONE_STEP)
+    requests = [StartRun(workflow="one", input={"n": n}, run_id="order-9") for n in range(10)]
+
+    results = await asyncio.gather(
+        *(store.start_run(request) for request in requests), return_exceptions=True
+    )
+
+    started = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert len(started) == 1
+    assert all(isinstance(r, Conflict) and r.code == "run_exists" for r in refused), refused
+    (run, created) = started[0]
+    assert (run.id, created) == ("order-9", True)
+    assert await store.get_run("order-9") == run
+    assert await store.queue_depth() == 1
+
+
+async def test_racing_starts_with_one_key_and_run_id_all_get_the_one_run(store: Store) -> None:
+    await register(store, ONE_STEP)
+    request = StartRun(workflow="one", input={"n": 1}, run_id="order-10", idempotency_key="k-10")
+
+    results = await asyncio.gather(*(store.start_run(request) for _ in range(10)))
+
+    assert {run.id for run, _ in results} == {"order-10"}
+    assert [created for _, created in results].count(True) == 1
+    assert await store.queue_depth() == 1

@@ -10,7 +10,7 @@ from overture.core.loader import parse_workflow
 from overture.errors import Conflict, NotFound
 from overture.store import Store
 
-from .conftest import ONE_STEP, register, start
+from .conftest import CHAIN, ONE_STEP, register, start
 
 pytestmark = pytest.mark.asyncio
 
@@ -152,3 +152,45 @@ async def test_tenants_have_separate_workflows(store: Store) -> None:
         await start(store, "one", {"n": 1})
     await store.set_workflow_disabled("one", True, tenant="acme")
     assert (await start(store, "one", tenant="globex")).tenant == "globex"
+
+
+async def test_list_workflows_holds_every_version_of_every_workflow(store: Store) -> None:
+    await register(store, ONE_STEP)
+    await register(store, CHAIN)
+    await register(store, V2)
+    await store.set_workflow_disabled("chain", True)
+
+    listed = await store.list_workflows()
+
+    assert [(w.name, w.version, w.disabled) for w in listed] == [
+        ("chain", 1, True),
+        ("one", 1, False),
+        ("one", 2, False),
+    ]
+
+
+async def test_workflow_versions_are_newest_first_disabled_or_not(store: Store) -> None:
+    v1 = await register(store, ONE_STEP)
+    v2 = await register(store, V2)
+    await register(store, CHAIN)
+    await store.set_workflow_disabled("one", True)
+
+    versions = await store.workflow_versions("one")
+
+    assert [(w.version, w.digest, w.disabled) for w in versions] == [
+        (2, v2.digest, True),
+        (1, v1.digest, True),
+    ]
+    assert versions[1].workflow == v1.workflow
+
+
+async def test_versions_of_an_unknown_workflow_are_not_found(store: Store) -> None:
+    await register(store, ONE_STEP, tenant="acme")
+
+    with pytest.raises(NotFound):
+        await store.workflow_versions("one")
+    with pytest.raises(NotFound):
+        await store.workflow_versions("nope", tenant="acme")
+    assert [(w.tenant, w.version) for w in await store.workflow_versions("one", tenant="acme")] == [
+        ("acme", 1)
+    ]

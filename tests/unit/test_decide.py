@@ -66,6 +66,21 @@ def test_inputs_are_resolved_when_scheduled_and_recorded_in_the_event() -> None:
     assert sim.state is not None and sim.state.output == {"use": {"got": "u-7", "n": 2}}
 
 
+def test_a_with_template_naming_a_mapping_passes_the_whole_mapping() -> None:
+    wf = workflow({"id": "task", "uses": "x", "with": "${input}"})
+    state = fold([ev.RunStarted(at=EPOCH, run_id="r", workflow="wf", version=1, input={"a": 1})])
+    (schedule,) = decide(wf, state, EPOCH)
+    assert isinstance(schedule, cmd.ScheduleStep) and schedule.job.input == {"a": 1}
+
+
+def test_a_with_template_naming_something_else_fails_the_step_unrun() -> None:
+    wf = workflow({"id": "task", "uses": "x", "with": "${input.n}"})
+    state = fold([ev.RunStarted(at=EPOCH, run_id="r", workflow="wf", version=1, input={"n": 3})])
+    failed = decide(wf, state, EPOCH)[0]
+    assert isinstance(failed, cmd.FailStep)
+    assert failed.error.code == "bad_input" and "not a mapping" in failed.error.message
+
+
 def test_secret_stays_a_reference_in_every_event() -> None:
     wf = workflow({"id": "call", "uses": "x", "with": {"auth": "Bearer ${secrets.TOKEN}"}})
     sim = run(wf)

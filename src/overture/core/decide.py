@@ -203,6 +203,10 @@ def _schedule(
     except TemplateError as error:
         failure = ErrorInfo(code=error.code, message=str(error), retryable=False)
         return cmd.FailStep(step_id=step.id, attempt=0, error=failure)
+    if not isinstance(data, dict):
+        message = f"'with: {step.inputs}' gave {type(data).__name__}, not a mapping of inputs"
+        failure = ErrorInfo(code="bad_input", message=message, retryable=False)
+        return cmd.FailStep(step_id=step.id, attempt=0, error=failure)
     job = Job(
         step_id=step.id,
         attempt=1,

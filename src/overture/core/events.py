@@ -261,8 +261,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
 def to_data(event: Event) -> dict[str, Any]:
     """The event as JSON data: ``{"type": ..., "at": ISO-8601, ...fields}``."""
     data: dict[str, Any] = {"type": event.type}
-    for f in dataclasses.fields(event):
-        data[f.name] = _encode(getattr(event, f.name))
+    for name in _FIELD_NAMES[event.type]:
+        data[name] = _encode(getattr(event, name))
     return data
 
 
@@ -284,6 +284,10 @@ def _encode(value: Any) -> Any:
     return value
 
 
+_FIELD_NAMES: dict[str, tuple[str, ...]] = {
+    name: tuple(f.name for f in dataclasses.fields(cls)) for name, cls in EVENT_TYPES.items()
+}
+"""Looked up once: ``dataclasses.fields`` per event was a tenth of a run start's CPU."""
 _HINTS: dict[str, dict[str, Any]] = {
     name: typing.get_type_hints(cls) for name, cls in EVENT_TYPES.items()
 }

@@ -178,8 +178,11 @@ class Step(Spec):
 
     id: Identifier
     uses: str = Field(min_length=1, description="Name of the handler to call.")
-    inputs: dict[str, JsonValue] = Field(
-        default_factory=dict, alias="with", description="Handler inputs; strings may use ${...}."
+    inputs: dict[str, JsonValue] | str = Field(
+        default_factory=dict,
+        alias="with",
+        description="Handler inputs; strings may use ${...}. One template naming a mapping "
+        "(e.g. ${input}) passes that whole mapping.",
     )
     depends_on: StringList = ()
     when: str | bool | None = Field(None, description="Condition; the step is skipped when false.")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 from overture.clock import Clock, SystemClock
+from overture.runtime.redaction import redact, redact_json
 from overture.serde import JSON
 
 logger = logging.getLogger("overture.step")
@@ -43,6 +45,8 @@ class StepContext:
     compensation: bool = False
     clock: Clock = field(default_factory=SystemClock)
     logs: list[LogLine] = field(default_factory=list)
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Values masked in every line logged, in the attempt's log and the process's."""
 
     @property
     def idempotency_key(self) -> str:
@@ -54,6 +58,9 @@ class StepContext:
         """Record a line in the attempt's log (and in the process log)."""
         if level not in LEVELS:
             raise ValueError(f"log level must be one of {', '.join(LEVELS)}, not {level!r}")
-        self.logs.append(LogLine(at=self.clock.now(), level=level, message=message, fields=fields))
-        extra: dict[str, Any] = {"run_id": self.run_id, "step_id": self.step_id, **fields}
+        message = redact(message, self.secrets)
+        masked = redact_json(fields, self.secrets)
+        assert isinstance(masked, dict)
+        self.logs.append(LogLine(at=self.clock.now(), level=level, message=message, fields=masked))
+        extra: dict[str, Any] = {"run_id": self.run_id, "step_id": self.step_id, **masked}
         logger.log(LEVELS[level], message, extra={"overture": extra})

@@ -17,9 +17,8 @@ from overture.core.templates import reveal
 from overture.errors import Retry, SecretMissing, StepError
 from overture.handlers.registry import HandlerSpec
 from overture.runtime.context import StepContext
+from overture.runtime.redaction import redact, redact_json
 from overture.serde import JSON
-
-REDACTED = "***"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -46,7 +45,7 @@ async def execute(
     if not isinstance(inputs, dict):
         return _failed("bad_input", "step inputs must be a mapping", retryable=False)
     if errors := spec.input_errors(inputs):
-        return _failed("bad_input", _redact("; ".join(errors), secrets), retryable=False)
+        return _failed("bad_input", redact("; ".join(errors), secrets), retryable=False)
     try:
         async with asyncio.timeout(timeout):
             result = await spec.fn(ctx, **inputs)
@@ -57,20 +56,20 @@ async def execute(
         return Outcome(
             error=ErrorInfo(
                 code=error.code,
-                message=_redact(error.message, secrets),
+                message=redact(error.message, secrets),
                 retryable=error.retryable,
                 retry_after=delay,
-                details=_json_or_empty(error.details),
+                details=_masked_details(error.details, secrets),
             )
         )
     except Exception as error:  # user code: any failure is a retryable step failure
-        return _failed(type(error).__name__, _redact(str(error) or repr(error), secrets))
+        return _failed(type(error).__name__, redact(str(error) or repr(error), secrets))
     try:
         output: JSON = serde.loads(serde.dumps(result))
     except TypeError as error:
         return _failed("bad_output", f"handler returned data that is not JSON: {error}", False)
     if errors := spec.output_errors(output):
-        return _failed("bad_output", _redact("; ".join(errors), secrets), retryable=False)
+        return _failed("bad_output", redact("; ".join(errors), secrets), retryable=False)
     return Outcome(output=output)
 
 
@@ -78,17 +77,7 @@ def _failed(code: str, message: str, retryable: bool = True) -> Outcome:
     return Outcome(error=ErrorInfo(code=code, message=message, retryable=retryable))
 
 
-def _redact(text: str, secrets: Mapping[str, str]) -> str:
-    """Remove secret values from text headed for events and logs."""
-    for value in secrets.values():
-        if value:
-            text = text.replace(value, REDACTED)
-    return text
-
-
-def _json_or_empty(details: dict[str, object]) -> dict[str, JSON]:
-    try:
-        data = serde.loads(serde.dumps(details))
-    except TypeError:
-        return {}
-    return data if isinstance(data, dict) else {}
+def _masked_details(details: dict[str, object], secrets: Mapping[str, str]) -> dict[str, JSON]:
+    """A step error's details as JSON, secret values masked (they go into events)."""
+    masked = redact_json(details, secrets)
+    return masked if isinstance(masked, dict) else {}

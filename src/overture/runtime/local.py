@@ -176,6 +176,7 @@ class _Run:
                 tenant=self._state.tenant,
                 compensation=job.compensation,
                 clock=self.runner.clock,
+                secrets=self.runner.secrets,
             )
             spec = self.runner.registry.get(job.uses)
             task = asyncio.create_task(

@@ -30,10 +30,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from overture.handlers.registry import HandlerRegistry
-from overture.runtime.context import StepContext
-from overture.runtime.executor import Outcome, execute
+from overture.runtime.context import LogLine, StepContext
+from overture.runtime.executor import execute
 from overture.store.base import DEFAULT_LEASE, Store
-from overture.store.records import ClaimedJob, Completion, Lease, WorkerRecord
+from overture.store.records import ClaimedJob, Completion, Lease, LogEntry, WorkerRecord
 
 logger = logging.getLogger("overture.worker")
 
@@ -84,7 +84,7 @@ class Worker:
         self.secrets: Mapping[str, str] = {} if secrets is None else secrets
         self.started_at = datetime.now(UTC)
         self._running: dict[int, _Running] = {}
-        self._finished: list[tuple[ClaimedJob, Outcome]] = []
+        self._finished: list[tuple[ClaimedJob, Completion]] = []
         self._finished_ready = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -200,11 +200,23 @@ class Worker:
             workflow=job.workflow,
             tenant=job.tenant,
             compensation=job.compensation,
+            secrets=self.secrets,
         )
         spec = self.registry.get(job.uses)
         outcome = await execute(spec, job.input, ctx, self.secrets, timeout=job.timeout)
-        self._finished.append((job, outcome))
+        done = Completion(
+            job_id=job.id,
+            token=job.token,
+            output=outcome.output,
+            error=outcome.error,
+            logs=tuple(self._log_entry(line) for line in ctx.logs),
+        )
+        self._finished.append((job, done))
         self._finished_ready.set()
+
+    def _log_entry(self, line: LogLine) -> LogEntry:
+        """A line as stored (``StepContext.log`` already masked the secrets in it)."""
+        return LogEntry(at=line.at, level=line.level, message=line.message, fields=line.fields)
 
     # --- completing ------------------------------------------------------------------------
     async def _complete_loop(self) -> None:
@@ -228,10 +240,7 @@ class Worker:
     async def _flush(self) -> None:
         while self._finished:
             batch, self._finished = self._finished, []
-            completions = [
-                Completion(job_id=job.id, token=job.token, output=out.output, error=out.error)
-                for job, out in batch
-            ]
+            completions = [done for _, done in batch]
             try:
                 accepted = await self.store.complete(completions)
             except Exception:

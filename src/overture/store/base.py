@@ -13,12 +13,15 @@ from typing import Protocol
 
 from overture.core.model import Workflow
 from overture.core.state import RunState, RunStatus
+from overture.serde import JSON
 from overture.store.records import (
     DEFAULT_TENANT,
+    ApiKeyRecord,
     ClaimedJob,
     Completion,
     DeadLetter,
     Lease,
+    LogRecord,
     Page,
     RunRecord,
     SchemaStatus,
@@ -63,11 +66,19 @@ class Store(Protocol):
     ) -> WorkflowRecord:
         """A version (None: the latest, enabled or not); ``NotFound`` if there is none."""
 
-    async def list_workflows(self, *, tenant: str = DEFAULT_TENANT) -> list[WorkflowRecord]: ...
+    async def list_workflows(self, *, tenant: str = DEFAULT_TENANT) -> list[WorkflowRecord]:
+        """Every version of every workflow of ``tenant`` (not only the latest of each), disabled
+        ones included: by name, then version, oldest version first."""
+
+    async def workflow_versions(
+        self, name: str, *, tenant: str = DEFAULT_TENANT
+    ) -> list[WorkflowRecord]:
+        """Every version of one workflow, newest first; ``NotFound`` if it has none."""
 
     async def set_workflow_disabled(
         self, name: str, disabled: bool, *, tenant: str = DEFAULT_TENANT
-    ) -> None: ...
+    ) -> None:
+        """Disable (or enable) every version of a workflow: a disabled one starts no runs."""
 
     # --- runs ------------------------------------------------------------------------------
     async def start_run(self, request: StartRun) -> tuple[RunRecord, bool]:
@@ -100,6 +111,30 @@ class Store(Protocol):
         limit: int | None = None,
     ) -> list[StoredEvent]:
         """The run's history from ``seq > after``, in order."""
+
+    async def logs(
+        self,
+        run_id: str,
+        *,
+        tenant: str | None = DEFAULT_TENANT,
+        after: int = 0,
+        limit: int | None = None,
+    ) -> list[LogRecord]:
+        """What the run's handlers logged, in order, from the line after id ``after`` (0: all).
+
+        Lines are written with their attempt's completion, so a reader passing the last id it
+        saw as ``after`` never misses one. ``NotFound`` for an unknown run or another tenant's.
+        """
+
+    async def signal_run(
+        self, run_id: str, name: str, payload: JSON = None, *, tenant: str | None = DEFAULT_TENANT
+    ) -> StoredEvent:
+        """Append ``SignalReceived(name, payload)`` to a run's history (the engine then decides,
+        as after any event) and return it with its ``seq``.
+
+        ``Conflict`` (``run_finished``) once the run has finished; ``NotFound`` for an unknown
+        run or another tenant's.
+        """
 
     async def cancel_run(
         self, run_id: str, *, tenant: str | None = DEFAULT_TENANT, reason: str = "cancelled"
@@ -162,6 +197,37 @@ class Store(Protocol):
     async def worker_stopped(self, worker_id: str) -> None: ...
 
     async def list_workers(self) -> list[WorkerRecord]: ...
+
+    # --- API keys --------------------------------------------------------------------------
+    async def create_api_key(
+        self, *, key_id: str, tenant: str, name: str, secret_hash: str, scopes: Sequence[str]
+    ) -> ApiKeyRecord:
+        """Store a key made by ``overture.apikeys.new_key``: its id and hash, never the key.
+
+        ``ValueError`` for unknown scopes; ``Conflict`` (``api_key_exists``) if the id or the
+        hash is taken.
+        """
+
+    async def api_key(self, secret_hash: str) -> ApiKeyRecord | None:
+        """The active key with this hash (``overture.apikeys.hash_key``), or None.
+
+        Cheap enough for every request: a key found is trusted for a few seconds
+        (``store.keys.KEY_CACHE_SECONDS``) without asking the database again, and its use is
+        written at most once a minute. Revoking a key through this store refuses it at once;
+        revoked through another process, it is refused here within those few seconds.
+        """
+
+    async def list_api_keys(
+        self, *, tenant: str | None = None, include_revoked: bool = False
+    ) -> list[ApiKeyRecord]:
+        """Keys of ``tenant`` (None: every tenant's), oldest first; revoked ones if asked."""
+
+    async def revoke_api_key(self, key_id: str, *, tenant: str | None = None) -> ApiKeyRecord:
+        """Revoke a key for good; revoking it again changes nothing. ``NotFound`` for an unknown
+        id or another tenant's key (None: any tenant)."""
+
+    async def has_api_keys(self) -> bool:
+        """Whether any key is active (without one the API may run open, in development)."""
 
     # --- dead letters ----------------------------------------------------------------------
     async def dead_letters(

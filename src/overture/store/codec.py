@@ -55,6 +55,19 @@ def run_id_taken(run_id: str) -> Conflict:
     return Conflict(f"a run with id {run_id!r} already exists", code="run_exists")
 
 
+def run_finished(run_id: str, status: str) -> Conflict:
+    return Conflict(
+        f"run {run_id!r} has finished ({status}): it takes no signals", code="run_finished"
+    )
+
+
+def api_key_taken(key_id: str) -> Conflict:
+    return Conflict(
+        f"an API key with id {key_id!r} (or with the same secret) already exists",
+        code="api_key_exists",
+    )
+
+
 def workflow_digest(workflow: Workflow) -> str:
     """Identity of a definition, version aside: equal for the same steps however written."""
     data = workflow.to_data()

@@ -28,18 +28,19 @@ new states become visible to other transactions only once it has committed.
 Workers wait on ``LISTEN overture_jobs`` on a connection of their own; every transaction that
 queues jobs notifies the channel (delivered on commit). If that connection drops, waiting
 degrades to the caller's polling timeout while it is re-established in the background.
+
+The store is assembled by concern: ``postgres_base`` (the pool, transactions, and appending to
+locked runs' histories), ``postgres_workflows``, ``postgres_keys``, and here runs, the queue,
+workers and dead letters.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
-import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
@@ -47,313 +48,42 @@ from overture import serde
 from overture.core import events as ev
 from overture.core.advance import advance, retry_event
 from overture.core.inputs import prepare_input
-from overture.core.model import Workflow
 from overture.core.state import TERMINAL_RUN, RunState, RunStatus, fold
 from overture.errors import Conflict, NotFound
 from overture.ids import new_run_id
-from overture.store import facts, postgres_schema, redact_url, rows
-from overture.store.artifacts import Artifacts
+from overture.serde import JSON
+from overture.store import facts, rows
 from overture.store.base import DEFAULT_LEASE
 from overture.store.codec import (
-    EventCodec,
-    StateCache,
     decode_cursor,
     encode_cursor,
     error_text,
+    run_finished,
     run_id_taken,
-    version_to_register,
-    workflow_digest,
 )
-from overture.store.postgres_listen import JobListener
-from overture.store.postgres_tx import CHANNEL, Batch, Head, Q, Tx, when
+from overture.store.postgres_base import load_run
+from overture.store.postgres_keys import PostgresKeys
+from overture.store.postgres_tx import CHANNEL, Batch, Head, Q, Tx, append_row, when
+from overture.store.postgres_workflows import PostgresWorkflows
 from overture.store.records import (
     DEFAULT_TENANT,
     ClaimedJob,
     Completion,
     DeadLetter,
     Lease,
+    LogRecord,
     Page,
     RunRecord,
-    SchemaStatus,
     StartRun,
     StoredEvent,
     WorkerRecord,
-    WorkflowRecord,
 )
-
-T = TypeVar("T")
-RETRIES = 8
-"""Times a transaction chosen as a deadlock (or serialisation) victim is run again."""
-CLAIM_AGAIN = 0.005
-"""Seconds after which a claim that skipped a busy run's job wakes the claimers again."""
 
 logger = logging.getLogger("overture.store.postgres")
 
-_RETRYABLE: tuple[type[BaseException], ...] = (
-    asyncpg.exceptions.DeadlockDetectedError,
-    asyncpg.exceptions.SerializationError,
-)
 
-
-async def _keep_session(conn: Any) -> None:
-    """Pool connections never LISTEN, SET, or take session locks: nothing to reset on release
-    (asyncpg still rolls back an open transaction), which saves a round trip per transaction."""
-
-
-_POOL_OPTIONS: dict[str, Any] = (
-    {"reset": _keep_session} if "reset" in inspect.signature(asyncpg.create_pool).parameters else {}
-)
-"""asyncpg 0.30 added ``reset``; older versions reset every connection they take back."""
-
-
-class PostgresStore:
+class PostgresStore(PostgresWorkflows, PostgresKeys):
     """A ``Store`` in a PostgreSQL database (scale-out: many workers, many machines)."""
-
-    dialect = "postgres"
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        artifacts: Artifacts,
-        min_size: int = 2,
-        max_size: int = 10,
-        migrate: bool = True,
-    ) -> None:
-        self._dsn = url
-        self.url = redact_url(url)
-        self.codec = EventCodec(artifacts)
-        self.min_size = min_size
-        self.max_size = max_size
-        self._auto_migrate = migrate
-        self._cache = StateCache()
-        self._workflows: dict[tuple[str, str, int], Workflow] = {}
-        self._pool: Any = None
-        self._listener: JobListener | None = None
-        self._inflight: set[asyncio.Future[Any]] = set()
-
-    # --- lifecycle -------------------------------------------------------------------------
-    async def open(self) -> None:
-        if self._pool is not None:
-            return
-        self._pool = await asyncpg.create_pool(
-            self._dsn, min_size=self.min_size, max_size=self.max_size, **_POOL_OPTIONS
-        )
-        try:
-            if self._auto_migrate:
-                await self.migrate()
-        except BaseException:
-            await self.close()
-            raise
-        self._listener = JobListener(self._dsn, self.url)
-        await self._listener.start()
-
-    async def close(self) -> None:
-        if self._inflight:  # writes whose callers stopped waiting still finish
-            await asyncio.wait(set(self._inflight), timeout=30)
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            await listener.stop()
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            try:
-                async with asyncio.timeout(10):
-                    await pool.close()
-            except TimeoutError:
-                pool.terminate()
-
-    async def migrate(self) -> SchemaStatus:
-        async with self._connection() as conn:
-            return await postgres_schema.migrate(conn)
-
-    async def schema_status(self) -> SchemaStatus:
-        async with self._connection() as conn:
-            return await postgres_schema.status(conn)
-
-    def _need_pool(self) -> Any:
-        if self._pool is None:
-            raise RuntimeError("the store is not open: call `await store.open()` first")
-        return self._pool
-
-    @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Any]:
-        async with self._need_pool().acquire() as conn:
-            yield conn
-
-    async def _write(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
-        """Run ``fn`` in a transaction of its own (again if it lost a deadlock).
-
-        As in the embedded store, a caller that stops waiting (cancelled, timed out) does not
-        undo the write: it runs to its end, and ``close()`` waits for it.
-        """
-        self._need_pool()
-        task = asyncio.ensure_future(self._transact(fn))
-        self._inflight.add(task)
-        task.add_done_callback(self._settled)
-        return await asyncio.shield(task)
-
-    def _settled(self, task: asyncio.Future[Any]) -> None:
-        self._inflight.discard(task)
-        if not task.cancelled():
-            task.exception()  # mark it retrieved: a caller that stopped waiting never will
-
-    async def _transact(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
-        pool = self._need_pool()
-        attempt = 0
-        while True:
-            async with pool.acquire() as conn:
-                tx = Tx(conn)
-                try:
-                    async with conn.transaction():
-                        result = await fn(tx)
-                except _RETRYABLE:
-                    self._cache.forget(tx.states)
-                    if attempt >= RETRIES:
-                        raise
-                    attempt += 1
-                    continue
-                except BaseException:
-                    self._cache.forget(tx.states)
-                    raise
-            self._committed(tx)
-            return result
-
-    def _committed(self, tx: Tx) -> None:
-        for run_id, (seq, state) in tx.states.items():
-            cached = self._cache.get(run_id)
-            if cached is None or cached[0] < seq:  # a later transaction may have been quicker
-                self._cache.put(run_id, seq, state)
-        if tx.enqueued:
-            self._wake_claimers()
-        if tx.claim_again:
-            asyncio.get_running_loop().call_later(CLAIM_AGAIN, self._wake_claimers)
-
-    # --- run state inside a transaction ----------------------------------------------------
-    async def _workflow(self, tx: Tx, tenant: str, name: str, version: int) -> Workflow:
-        key = (tenant, name, version)
-        workflow = self._workflows.get(key)
-        if workflow is None:
-            row = await tx.conn.fetchrow(Q["workflow_version"], *key)
-            if row is None:
-                raise NotFound("workflow", f"{name} v{version}")
-            workflow = rows.workflow_record(row, when).workflow
-            self._workflows[key] = workflow
-        return workflow
-
-    async def _lock(self, tx: Tx, run_ids: Sequence[str]) -> dict[str, Head]:
-        """Lock runs (in id order) for appending to their histories."""
-        found = await tx.conn.fetch(Q["runs_lock"], sorted(set(run_ids)))
-        return {row[0]: Head(row[1], row[2], row[3], row[4]) for row in found}
-
-    async def _states(self, tx: Tx, heads: Mapping[str, Head]) -> dict[str, RunState]:
-        """The states of locked runs: cached where current, else folded from what is missing."""
-        states: dict[str, RunState] = {}
-        stale: dict[str, tuple[int, RunState | None]] = {}
-        for run_id, head in heads.items():
-            entry = tx.states.get(run_id) or self._cache.get(run_id)
-            seq, state = entry if entry is not None else (0, None)
-            if seq > head.last_seq:
-                seq, state = 0, None  # cannot be: start over rather than trust it
-            if seq == head.last_seq and state is not None:
-                states[run_id] = state
-            else:
-                stale[run_id] = (seq, state)
-        if stale:
-            ids = list(stale)
-            found = await tx.conn.fetch(Q["events_after_each"], ids, [stale[i][0] for i in ids])
-            missing: dict[str, list[tuple[int, str]]] = {run_id: [] for run_id in ids}
-            for run_id, seq, data in found:
-                missing[run_id].append((seq, data))
-            for run_id in ids:
-                events = sorted(missing[run_id])
-                state = fold((self.codec.decode(data) for _, data in events), stale[run_id][1])
-                # Committed history only (this transaction's own runs are in tx.states).
-                self._cache.put(run_id, heads[run_id].last_seq, state)
-                states[run_id] = state
-        return states
-
-    async def _advance(
-        self,
-        tx: Tx,
-        heads: Mapping[str, Head],
-        incoming: Mapping[str, Callable[[RunState], Sequence[ev.Event]]],
-        *,
-        decide: bool = True,
-        records: bool = False,
-    ) -> dict[str, RunRecord]:
-        """Append ``incoming`` (and, with ``decide``, the engine's response) to locked runs,
-        each at most once; returns the runs' records when asked."""
-        if not incoming:
-            return {}
-        for run_id in incoming:
-            if run_id not in heads:
-                raise NotFound("run", run_id)
-        states = await self._states(tx, {run_id: heads[run_id] for run_id in incoming})
-        now = await tx.clock()
-        batch = Batch(self.codec)
-        for run_id, events_of in incoming.items():
-            head, state = heads[run_id], states[run_id]
-            workflow = await self._workflow(tx, head.tenant, head.workflow, head.version)
-            transition = advance(workflow, state, events_of(state), now, decide_next=decide)
-            head.last_seq = batch.add(run_id, head.last_seq, transition)
-            tx.states[run_id] = (head.last_seq, transition.state)
-        return await batch.write(tx, records=records)
-
-    # --- workflows -------------------------------------------------------------------------
-    async def register_workflow(
-        self, workflow: Workflow, *, tenant: str = DEFAULT_TENANT
-    ) -> WorkflowRecord:
-        async def write(tx: Tx) -> WorkflowRecord:
-            conn = tx.conn
-            await conn.execute(Q["workflow_lock"], tenant, workflow.name)
-            latest = await conn.fetchrow(Q["workflow_latest"], tenant, workflow.name)
-            same = await conn.fetchrow(
-                Q["workflow_version"], tenant, workflow.name, workflow.version
-            )
-            decided = version_to_register(
-                workflow,
-                None if latest is None else rows.workflow_record(latest, when),
-                None if same is None else rows.workflow_record(same, when),
-            )
-            if isinstance(decided, WorkflowRecord):
-                return decided
-            row = await conn.fetchrow(
-                Q["workflow_insert"],
-                tenant,
-                decided.name,
-                decided.version,
-                workflow_digest(decided),
-                serde.dumps_text(decided.to_data()),
-            )
-            return rows.workflow_record(row, when)
-
-        return await self._write(write)
-
-    async def get_workflow(
-        self, name: str, version: int | None = None, *, tenant: str = DEFAULT_TENANT
-    ) -> WorkflowRecord:
-        pool = self._need_pool()
-        if version is None:
-            row = await pool.fetchrow(Q["workflow_latest"], tenant, name)
-        else:
-            row = await pool.fetchrow(Q["workflow_version"], tenant, name, version)
-        if row is None:
-            raise NotFound("workflow", name if version is None else f"{name} v{version}")
-        return rows.workflow_record(row, when)
-
-    async def list_workflows(self, *, tenant: str = DEFAULT_TENANT) -> list[WorkflowRecord]:
-        found = await self._need_pool().fetch(Q["workflow_list"], tenant)
-        return [rows.workflow_record(row, when) for row in found]
-
-    async def set_workflow_disabled(
-        self, name: str, disabled: bool, *, tenant: str = DEFAULT_TENANT
-    ) -> None:
-        async def write(tx: Tx) -> None:
-            status = await tx.conn.execute(Q["workflow_disable"], disabled, tenant, name)
-            if _rowcount(status) == 0:
-                raise NotFound("workflow", name)
-
-        await self._write(write)
 
     # --- runs ------------------------------------------------------------------------------
     async def start_run(self, request: StartRun) -> tuple[RunRecord, bool]:
@@ -417,15 +147,21 @@ class PostgresStore:
             tx.states[run_id] = (seq, state)
             return rows.run_record(inserted, self.codec, when), True
 
-        return await self._write(write)
+        try:
+            return await self._write(write)
+        except asyncpg.exceptions.UniqueViolationError:
+            # A concurrent start inserted this run id first (ours waited for it to commit, then
+            # failed). Asked again, the winner is visible: the same key returns it, another
+            # start with this id is refused (run_exists).
+            return await self._write(write)
 
     async def get_run(self, run_id: str, *, tenant: str | None = DEFAULT_TENANT) -> RunRecord:
         row = await self._need_pool().fetchrow(Q["run_get"], run_id)
-        return _run(row, run_id, self.codec, tenant)
+        return load_run(row, run_id, self.codec, tenant)
 
     async def run_state(self, run_id: str, *, tenant: str | None = DEFAULT_TENANT) -> RunState:
         async with self._connection() as conn:
-            _run(await conn.fetchrow(Q["run_get"], run_id), run_id, self.codec, tenant)
+            load_run(await conn.fetchrow(Q["run_get"], run_id), run_id, self.codec, tenant)
             found = await conn.fetch(Q["events_after"], run_id, 0, None)
         return fold(self.codec.decode(data) for _, data in found)
 
@@ -466,12 +202,38 @@ class PostgresStore:
         limit: int | None = None,
     ) -> list[StoredEvent]:
         async with self._connection() as conn:
-            _run(await conn.fetchrow(Q["run_get"], run_id), run_id, self.codec, tenant)
+            load_run(await conn.fetchrow(Q["run_get"], run_id), run_id, self.codec, tenant)
             found = await conn.fetch(Q["events_after"], run_id, after, limit)
         return [
             StoredEvent(run_id=run_id, seq=seq, event=self.codec.decode(data))
             for seq, data in found
         ]
+
+    async def logs(
+        self,
+        run_id: str,
+        *,
+        tenant: str | None = DEFAULT_TENANT,
+        after: int = 0,
+        limit: int | None = None,
+    ) -> list[LogRecord]:
+        async with self._connection() as conn:
+            load_run(await conn.fetchrow(Q["run_get"], run_id), run_id, self.codec, tenant)
+            found = await conn.fetch(Q["step_logs_after"], run_id, after, limit)
+        return [rows.log_record(row, when) for row in found]
+
+    async def signal_run(
+        self, run_id: str, name: str, payload: JSON = None, *, tenant: str | None = DEFAULT_TENANT
+    ) -> StoredEvent:
+        async def write(tx: Tx) -> StoredEvent:
+            record, head = await self._locked_run(tx, run_id, tenant)
+            if record.status in TERMINAL_RUN:
+                raise run_finished(run_id, record.status)
+            signal = ev.SignalReceived(at=await tx.clock(), name=name, payload=payload)
+            await self._advance(tx, {run_id: head}, {run_id: facts.given(signal)})
+            return StoredEvent(run_id=run_id, seq=record.events + 1, event=signal)
+
+        return await self._write(write)
 
     async def cancel_run(
         self, run_id: str, *, tenant: str | None = DEFAULT_TENANT, reason: str = "cancelled"
@@ -500,12 +262,6 @@ class PostgresStore:
             return await self._reopen(tx, run_id, head, steps)
 
         return await self._write(write)
-
-    async def _locked_run(self, tx: Tx, run_id: str, tenant: str | None) -> tuple[RunRecord, Head]:
-        row = await tx.conn.fetchrow(Q["run_get_locked"], run_id)
-        record = _run(None if row is None else row[:16], run_id, self.codec, tenant)
-        tx.now = when(row[16])
-        return record, Head(record.tenant, record.workflow, record.version, record.events)
 
     async def _reopen(
         self, tx: Tx, run_id: str, head: Head, steps: Sequence[str] | None
@@ -613,6 +369,7 @@ class PostgresStore:
         # in order, so runs move exactly as they would with one completion at a time.
         rounds: list[list[int]] = [[]]
         in_round: set[str] = set()
+        logs: list[list[Any]] = [[] for _ in range(9)]  # a column each, as in step_logs
         for i, done in enumerate(completions):
             run_id = run_of.get(done.job_id)
             if run_id is None:
@@ -645,7 +402,13 @@ class PostgresStore:
                 event = facts.attempt_ended(done, step_id, attempt, compensation, now)
                 incoming[run_id] = facts.given(event)
                 recorded[i] = True
+                attempt_of = (run_id, heads[run_id].tenant, step_id, attempt, compensation)
+                for e in done.logs:
+                    fields = serde.dumps_text(e.fields)
+                    append_row(logs, *attempt_of, e.at, e.level, e.message, fields)
             await self._advance(tx, heads, incoming)
+        if logs[0]:
+            await tx.conn.execute(Q["step_logs_insert"], *logs)
         return recorded
 
     async def release(self, leases: Sequence[Lease]) -> int:
@@ -709,15 +472,6 @@ class PostgresStore:
 
         return await self._write(write)
 
-    async def wait_for_jobs(self, timeout: float) -> None:
-        if self._listener is None:
-            raise RuntimeError("the store is not open: call `await store.open()` first")
-        await self._listener.wait(timeout)
-
-    def _wake_claimers(self) -> None:
-        if self._listener is not None:
-            self._listener.wake()
-
     async def queue_depth(self) -> int:
         return int(await self._need_pool().fetchval(Q["queue_depth"]))
 
@@ -777,14 +531,3 @@ class PostgresStore:
                 raise NotFound("dead letter", letter_id)
             letters.append(letter)
         return letters
-
-
-def _rowcount(status: str) -> int:
-    """The row count of a command tag such as ``UPDATE 3``."""
-    return int(status.rsplit(" ", 1)[-1])
-
-
-def _run(row: Any, run_id: str, codec: EventCodec, tenant: str | None) -> RunRecord:
-    if row is None or (tenant is not None and row[1] != tenant):
-        raise NotFound("run", run_id)
-    return rows.run_record(row, codec, when)

@@ -108,6 +108,17 @@ class Lease:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class LogEntry:
+    """One line a handler logged during an attempt, as the worker hands it to the store."""
+
+    at: datetime
+    """When it was logged, by the worker's clock."""
+    level: str
+    message: str
+    fields: dict[str, JSON] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Completion:
     """How an attempt ended, as the worker reports it (``output`` when ``error`` is None)."""
 
@@ -115,6 +126,23 @@ class Completion:
     token: str
     output: JSON = None
     error: ErrorInfo | None = None
+    logs: tuple[LogEntry, ...] = ()
+    """What the handler logged; stored only if the completion is (same transaction)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LogRecord:
+    """A stored log line of one attempt of a step; ``id`` orders a run's lines."""
+
+    id: int
+    run_id: str
+    step_id: str
+    attempt: int
+    compensation: bool
+    at: datetime
+    level: str
+    message: str
+    fields: dict[str, JSON]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -149,6 +177,27 @@ class WorkerRecord:
     @property
     def running(self) -> bool:
         return self.stopped_at is None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ApiKeyRecord:
+    """An API key as stored: never its plaintext, which only its creator ever saw."""
+
+    id: str
+    """The key's public part (``ovt_<id>_...``): shown in listings, used to revoke it."""
+    tenant: str
+    """The tenant every request made with the key acts as."""
+    name: str
+    """A label for people ("ci", "dashboard"); may be empty."""
+    scopes: tuple[str, ...]
+    created_at: datetime
+    last_used_at: datetime | None = None
+    """Recorded at most once a minute, so up to a minute behind."""
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -1,7 +1,7 @@
 """Rows to records, shared by both dialects (their queries select columns in the same order).
 
-``when`` turns the dialect's time value (UNIX seconds in SQLite, ``datetime`` in PostgreSQL)
-into an aware ``datetime``.
+``when`` turns the dialect's time value (integer microseconds in SQLite, ``datetime`` in
+PostgreSQL) into an aware ``datetime``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from overture import serde
 from overture.core.state import RunStatus
 from overture.store.codec import EventCodec, error_from_text, workflow_from_text
 from overture.store.records import (
+    ApiKeyRecord,
     ClaimedJob,
     DeadLetter,
+    LogRecord,
     RunRecord,
     WorkerRecord,
     WorkflowRecord,
@@ -153,4 +155,32 @@ def worker_record(row: Row, when: When) -> WorkerRecord:
         started_at=when(started_at),
         last_seen=when(last_seen),
         stopped_at=_maybe(when, stopped_at),
+    )
+
+
+def api_key_record(row: Row, when: When) -> ApiKeyRecord:
+    key_id, tenant, name, scopes, created_at, last_used_at, revoked_at = row
+    return ApiKeyRecord(
+        id=key_id,
+        tenant=tenant,
+        name=name,
+        scopes=tuple(serde.loads(scopes)),
+        created_at=when(created_at),
+        last_used_at=_maybe(when, last_used_at),
+        revoked_at=_maybe(when, revoked_at),
+    )
+
+
+def log_record(row: Row, when: When) -> LogRecord:
+    log_id, run_id, step_id, attempt, compensation, at, level, message, fields = row
+    return LogRecord(
+        id=log_id,
+        run_id=run_id,
+        step_id=step_id,
+        attempt=attempt,
+        compensation=bool(compensation),
+        at=when(at),
+        level=level,
+        message=message,
+        fields=serde.loads(fields),
     )

@@ -6,42 +6,34 @@ of claims and completions.
 Reads run on a small pool of reader threads; WAL lets them proceed while the writer writes.
 Other processes may open the same file: ``BEGIN IMMEDIATE`` and the busy timeout serialise
 their writers, and run states cached here are checked against the stored ``last_seq``.
+
+The store is assembled by concern: ``sqlite_base`` (the file, threads, and appending to a run's
+history), ``sqlite_workflows``, ``sqlite_keys``, and here runs, the queue, workers and dead letters.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TypeVar
 
 from overture import serde
 from overture.core import events as ev
-from overture.core.advance import Transition, advance, retry_event
+from overture.core.advance import advance, retry_event
 from overture.core.inputs import prepare_input
-from overture.core.model import Workflow
 from overture.core.state import TERMINAL_RUN, RunState, RunStatus, fold
-from overture.errors import Conflict, NotFound
+from overture.errors import NotFound
 from overture.ids import new_run_id
-from overture.store import facts, rows, sqlite_schema
-from overture.store.artifacts import Artifacts
+from overture.serde import JSON
+from overture.store import facts, rows
 from overture.store.base import DEFAULT_LEASE
 from overture.store.codec import (
-    EventCodec,
-    StateCache,
     decode_cursor,
     encode_cursor,
-    error_text,
-    from_micros,
     micros,
+    run_finished,
     run_id_taken,
-    version_to_register,
-    workflow_digest,
 )
 from overture.store.records import (
     DEFAULT_TENANT,
@@ -49,24 +41,17 @@ from overture.store.records import (
     Completion,
     DeadLetter,
     Lease,
+    LogRecord,
     Page,
     RunRecord,
-    SchemaStatus,
     StartRun,
     StoredEvent,
     WorkerRecord,
-    WorkflowRecord,
 )
-from overture.store.sqlfiles import queries
-from overture.store.sqlite_writer import GroupCommit, Tx, connect
-
-T = TypeVar("T")
-Q = queries("sqlite")
-
-
-def when(value: int) -> datetime:
-    """A stored time (integer microseconds since the epoch) as a datetime."""
-    return from_micros(value)
+from overture.store.sqlite_base import Q, load_run, when
+from overture.store.sqlite_keys import SQLiteKeys
+from overture.store.sqlite_workflows import SQLiteWorkflows
+from overture.store.sqlite_writer import Tx
 
 
 def _seconds(duration: float) -> int:
@@ -74,262 +59,8 @@ def _seconds(duration: float) -> int:
     return round(duration * 1_000_000)
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteWorkflows, SQLiteKeys):
     """A ``Store`` in one SQLite file (the embedded default)."""
-
-    dialect = "sqlite"
-
-    def __init__(
-        self,
-        path: str,
-        *,
-        synchronous: str = "FULL",
-        artifacts: Artifacts | None = None,
-        migrate: bool = True,
-    ) -> None:
-        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
-            raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
-        self.path = path
-        self.url = f"sqlite:///{path}"
-        self.synchronous = synchronous.upper()
-        self.codec = EventCodec(artifacts or Artifacts(_artifacts_dir(path)))
-        self._auto_migrate = migrate
-        self._directory = os.path.dirname(os.path.abspath(path))
-        self._cache = StateCache()
-        self._workflows: dict[tuple[str, str, int], Workflow] = {}
-        self._writer: GroupCommit | None = None
-        self._readers: ThreadPoolExecutor | None = None
-        self._reader_conns: list[sqlite3.Connection] = []
-        self._local = threading.local()
-        self._jobs_ready: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    # --- lifecycle -------------------------------------------------------------------------
-    async def open(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._jobs_ready = asyncio.Event()
-        os.makedirs(self._directory, exist_ok=True)
-        if self._auto_migrate:
-            await asyncio.to_thread(sqlite_schema.migrate, self.path, self.synchronous)
-        self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="overture-read")
-        self._writer = GroupCommit(
-            self.path, self.synchronous, forget=self._cache.forget, enqueued=self._jobs_queued
-        )
-
-    async def close(self) -> None:
-        if self._writer is not None:
-            await self._writer.stop()
-            self._writer = None
-        if self._readers is not None:
-            self._readers.shutdown(wait=True)
-            self._readers = None
-        for conn in self._reader_conns:
-            conn.close()
-        self._reader_conns.clear()
-
-    async def migrate(self) -> SchemaStatus:
-        return await asyncio.to_thread(sqlite_schema.migrate, self.path, self.synchronous)
-
-    async def schema_status(self) -> SchemaStatus:
-        return await asyncio.to_thread(sqlite_schema.status, self.path, self.synchronous)
-
-    async def _write(self, fn: Callable[[Tx], T]) -> T:
-        if self._writer is None:
-            raise RuntimeError("the store is not open: call `await store.open()` first")
-        return await self._writer.submit(fn)
-
-    def _jobs_queued(self) -> None:
-        """On the writer thread, after a commit that queued jobs: wake this process's workers."""
-        if self._loop is not None and self._jobs_ready is not None:
-            self._loop.call_soon_threadsafe(self._jobs_ready.set)
-
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._readers is None:
-            raise RuntimeError("the store is not open: call `await store.open()` first")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, self._with_reader, fn)
-
-    def _with_reader(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = connect(self.path, self.synchronous)
-            self._local.conn = conn
-            self._reader_conns.append(conn)
-        with _snapshot(conn):
-            return fn(conn)
-
-    # --- run state inside a write ----------------------------------------------------------
-    def _workflow(self, conn: sqlite3.Connection, tenant: str, name: str, version: int) -> Workflow:
-        key = (tenant, name, version)
-        workflow = self._workflows.get(key)
-        if workflow is None:
-            row = conn.execute(Q["workflow_version"], key).fetchone()
-            if row is None:
-                raise NotFound("workflow", f"{name} v{version}")
-            workflow = rows.workflow_record(row, when).workflow
-            self._workflows[key] = workflow
-        return workflow
-
-    def _startable(self, tx: Tx, tenant: str, name: str, version: int | None) -> Workflow:
-        """The workflow a new run starts with: a version (None: the latest), if enabled."""
-        if version is None:
-            head = tx.one("workflow_latest_head", tenant, name)
-        else:
-            head = tx.one("workflow_version_head", tenant, name, version)
-        if head is None:
-            raise NotFound("workflow", name if version is None else f"{name} v{version}")
-        found_version, disabled = head
-        if disabled:
-            raise Conflict(
-                f"workflow {name!r} is disabled; enable it to start runs", code="workflow_disabled"
-            )
-        return self._workflow(tx.conn, tenant, name, found_version)
-
-    def _state(self, conn: sqlite3.Connection, run_id: str, last_seq: int) -> RunState:
-        cached = self._cache.get(run_id)
-        seq, state = cached if cached is not None else (0, None)
-        if seq > last_seq:
-            seq, state = 0, None  # written by a transaction that rolled back: start over
-        if seq < last_seq:
-            found = conn.execute(Q["events_after"], (run_id, seq, -1)).fetchall()
-            state = fold((self.codec.decode(data) for _, data in found), state)
-            self._cache.put(run_id, last_seq, state)
-        assert state is not None
-        return state
-
-    def _advance(
-        self,
-        tx: Tx,
-        run_id: str,
-        incoming: Callable[[RunState], Sequence[ev.Event]],
-        *,
-        decide: bool = True,
-    ) -> Transition:
-        """Append ``incoming`` (and, with ``decide``, the engine's response) to a run."""
-        now = when(tx.now)
-        cached = self._cache.get(run_id)
-        if cached is not None:
-            # Optimistic: the run update below only matches if no other process moved the run.
-            seq, state = cached
-            workflow = self._workflow(tx.conn, state.tenant, state.workflow, state.version)
-            transition = advance(workflow, state, incoming(state), now, decide_next=decide)
-            if self._persist(tx, run_id, seq, transition):
-                return transition
-            self._cache.forget([run_id])
-        head = tx.one("run_head", run_id)
-        if head is None:
-            raise NotFound("run", run_id)
-        tenant, name, version, last_seq = head
-        state = self._state(tx.conn, run_id, last_seq)
-        workflow = self._workflow(tx.conn, tenant, name, version)
-        transition = advance(workflow, state, incoming(state), now, decide_next=decide)
-        if not self._persist(tx, run_id, last_seq, transition):
-            raise RuntimeError(f"run {run_id} changed inside a write transaction")
-        return transition
-
-    def _persist(self, tx: Tx, run_id: str, last_seq: int, t: Transition) -> bool:
-        """Write a transition of the run at ``last_seq``; False (nothing written) if it moved."""
-        conn, now, state, encode = tx.conn, tx.now, t.state, self.codec.encode
-        seq = last_seq + len(t.events)
-        finished_at = None if state.finished_at is None else micros(state.finished_at)
-        output = self.codec.encode_value(state.output)
-        params = (state.status, output, error_text(state.error), now, finished_at, seq, run_id)
-        if conn.execute(Q["run_update"], (*params, last_seq)).rowcount == 0:
-            return False
-        conn.executemany(
-            Q["event_insert"],
-            [
-                (run_id, last_seq + i, e.type, micros(e.at), encode(e))
-                for i, e in enumerate(t.events, start=1)
-            ],
-        )
-        if t.schedule:
-            conn.executemany(
-                Q["job_insert"],
-                [
-                    (
-                        run_id,
-                        state.tenant,
-                        state.workflow,
-                        job.step_id,
-                        job.compensation,
-                        job.attempt,
-                        job.uses,
-                        self.codec.encode_value(job.input),
-                        job.timeout,
-                        job.priority,
-                        micros(job.run_at),
-                        now,
-                    )
-                    for job in t.schedule
-                ],
-            )
-            tx.enqueued = True
-        for step_id, compensation in t.stop:
-            conn.execute(Q["jobs_stop"], (now, run_id, step_id, compensation))
-        for (step_id, compensation), s in t.dead:
-            conn.execute(
-                Q["dead_letter_insert"],
-                (
-                    state.tenant,
-                    run_id,
-                    state.workflow,
-                    step_id,
-                    compensation,
-                    s.attempt,
-                    error_text(s.error),
-                    now,
-                ),
-            )
-        self._cache.put(run_id, seq, state)
-        tx.touched.add(run_id)
-        return True
-
-    # --- workflows -------------------------------------------------------------------------
-    async def register_workflow(
-        self, workflow: Workflow, *, tenant: str = DEFAULT_TENANT
-    ) -> WorkflowRecord:
-        def write(tx: Tx) -> WorkflowRecord:
-            latest = tx.one("workflow_latest", tenant, workflow.name)
-            same = tx.one("workflow_version", tenant, workflow.name, workflow.version)
-            decided = version_to_register(
-                workflow,
-                None if latest is None else rows.workflow_record(latest, when),
-                None if same is None else rows.workflow_record(same, when),
-            )
-            if isinstance(decided, WorkflowRecord):
-                return decided
-            key = (tenant, decided.name, decided.version)
-            definition = serde.dumps_text(decided.to_data())
-            params = (*key, workflow_digest(decided), definition, tx.now)
-            tx.conn.execute(Q["workflow_insert"], params)
-            return rows.workflow_record(tx.one("workflow_version", *key), when)
-
-        return await self._write(write)
-
-    async def get_workflow(
-        self, name: str, version: int | None = None, *, tenant: str = DEFAULT_TENANT
-    ) -> WorkflowRecord:
-        def read(conn: sqlite3.Connection) -> WorkflowRecord:
-            return _workflow_record(conn, tenant, name, version)
-
-        return await self._read(read)
-
-    async def list_workflows(self, *, tenant: str = DEFAULT_TENANT) -> list[WorkflowRecord]:
-        def read(conn: sqlite3.Connection) -> list[WorkflowRecord]:
-            found = conn.execute(Q["workflow_list"], (tenant,)).fetchall()
-            return [rows.workflow_record(row, when) for row in found]
-
-        return await self._read(read)
-
-    async def set_workflow_disabled(
-        self, name: str, disabled: bool, *, tenant: str = DEFAULT_TENANT
-    ) -> None:
-        def write(tx: Tx) -> None:
-            if tx.conn.execute(Q["workflow_disable"], (disabled, tenant, name)).rowcount == 0:
-                raise NotFound("workflow", name)
-
-        await self._write(write)
 
     # --- runs ------------------------------------------------------------------------------
     async def start_run(self, request: StartRun) -> tuple[RunRecord, bool]:
@@ -337,7 +68,7 @@ class SQLiteStore:
             if request.idempotency_key is not None:
                 existing = tx.one("run_by_key", request.tenant, request.idempotency_key)
                 if existing is not None:
-                    return _run(tx.conn, existing[0], self.codec), False
+                    return load_run(tx.conn, existing[0], self.codec), False
             workflow = self._startable(tx, request.tenant, request.workflow, request.version)
             data = prepare_input(workflow.name, workflow.input, request.input)
             if request.run_id is not None and tx.one("run_exists", request.run_id):
@@ -361,16 +92,16 @@ class SQLiteStore:
                 ),
             )
             self._persist(tx, run_id, 0, advance(workflow, None, [started], when(tx.now)))
-            return _run(tx.conn, run_id, self.codec), True
+            return load_run(tx.conn, run_id, self.codec), True
 
         return await self._write(write)
 
     async def get_run(self, run_id: str, *, tenant: str | None = DEFAULT_TENANT) -> RunRecord:
-        return await self._read(lambda conn: _run(conn, run_id, self.codec, tenant))
+        return await self._read(lambda conn: load_run(conn, run_id, self.codec, tenant))
 
     async def run_state(self, run_id: str, *, tenant: str | None = DEFAULT_TENANT) -> RunState:
         def read(conn: sqlite3.Connection) -> RunState:
-            _run(conn, run_id, self.codec, tenant)
+            load_run(conn, run_id, self.codec, tenant)
             found = conn.execute(Q["events_after"], (run_id, 0, -1)).fetchall()
             return fold(self.codec.decode(data) for _, data in found)
 
@@ -417,7 +148,7 @@ class SQLiteStore:
         limit: int | None = None,
     ) -> list[StoredEvent]:
         def read(conn: sqlite3.Connection) -> list[StoredEvent]:
-            _run(conn, run_id, self.codec, tenant)
+            load_run(conn, run_id, self.codec, tenant)
             found = conn.execute(
                 Q["events_after"], (run_id, after, -1 if limit is None else limit)
             ).fetchall()
@@ -428,16 +159,46 @@ class SQLiteStore:
 
         return await self._read(read)
 
+    async def logs(
+        self,
+        run_id: str,
+        *,
+        tenant: str | None = DEFAULT_TENANT,
+        after: int = 0,
+        limit: int | None = None,
+    ) -> list[LogRecord]:
+        def read(conn: sqlite3.Connection) -> list[LogRecord]:
+            load_run(conn, run_id, self.codec, tenant)
+            params = (run_id, after, -1 if limit is None else limit)
+            return [
+                rows.log_record(row, when) for row in conn.execute(Q["step_logs_after"], params)
+            ]
+
+        return await self._read(read)
+
+    async def signal_run(
+        self, run_id: str, name: str, payload: JSON = None, *, tenant: str | None = DEFAULT_TENANT
+    ) -> StoredEvent:
+        def write(tx: Tx) -> StoredEvent:
+            record = load_run(tx.conn, run_id, self.codec, tenant)
+            if record.status in TERMINAL_RUN:
+                raise run_finished(run_id, record.status)
+            signal = ev.SignalReceived(at=when(tx.now), name=name, payload=payload)
+            self._advance(tx, run_id, facts.given(signal))
+            return StoredEvent(run_id=run_id, seq=record.events + 1, event=signal)
+
+        return await self._write(write)
+
     async def cancel_run(
         self, run_id: str, *, tenant: str | None = DEFAULT_TENANT, reason: str = "cancelled"
     ) -> RunRecord:
         def write(tx: Tx) -> RunRecord:
-            record = _run(tx.conn, run_id, self.codec, tenant)
+            record = load_run(tx.conn, run_id, self.codec, tenant)
             if record.status not in TERMINAL_RUN:
                 self._advance(
                     tx, run_id, lambda _: [ev.RunCancelled(at=when(tx.now), reason=reason)]
                 )
-            return _run(tx.conn, run_id, self.codec)
+            return load_run(tx.conn, run_id, self.codec)
 
         return await self._write(write)
 
@@ -449,9 +210,9 @@ class SQLiteStore:
         steps: Sequence[str] | None = None,
     ) -> RunRecord:
         def write(tx: Tx) -> RunRecord:
-            _run(tx.conn, run_id, self.codec, tenant)
+            load_run(tx.conn, run_id, self.codec, tenant)
             self._reopen(tx, run_id, steps)
-            return _run(tx.conn, run_id, self.codec)
+            return load_run(tx.conn, run_id, self.codec)
 
         return await self._write(write)
 
@@ -519,10 +280,18 @@ class SQLiteStore:
             row = tx.one("job_finish", tx.now, done.job_id, done.token)
             if row is None:
                 return False  # the lease was lost: someone else owns this attempt now
-            run_id, step_id, attempt, compensation = row
+            run_id, step_id, attempt, compensation, tenant = row
             at = when(tx.now)
             event = facts.attempt_ended(done, step_id, attempt, bool(compensation), at)
             self._advance(tx, run_id, facts.given(event))
+            attempt_of = (run_id, tenant, step_id, attempt, compensation)
+            tx.conn.executemany(
+                Q["step_log_insert"],
+                [
+                    (*attempt_of, micros(e.at), e.level, e.message, serde.dumps_text(e.fields))
+                    for e in done.logs
+                ],
+            )
             return True
 
         return write
@@ -563,17 +332,6 @@ class SQLiteStore:
             return expired
 
         return await self._write(write)
-
-    async def wait_for_jobs(self, timeout: float) -> None:
-        ready = self._jobs_ready
-        if ready is None:
-            raise RuntimeError("the store is not open: call `await store.open()` first")
-        try:
-            async with asyncio.timeout(timeout):
-                await ready.wait()
-        except TimeoutError:
-            return
-        ready.clear()
 
     async def queue_depth(self) -> int:
         return await self._read(lambda conn: int(conn.execute(Q["queue_depth"]).fetchone()[0]))
@@ -634,43 +392,7 @@ class SQLiteStore:
                 if letter.run_id in reopened or letter.requeued_at is not None:
                     continue
                 self._reopen(tx, letter.run_id, [letter.step_id])
-                reopened[letter.run_id] = _run(tx.conn, letter.run_id, self.codec)
+                reopened[letter.run_id] = load_run(tx.conn, letter.run_id, self.codec)
             return list(reopened.values())
 
         return await self._write(write)
-
-
-def _artifacts_dir(path: str) -> str:
-    base, _ = os.path.splitext(os.path.abspath(path))
-    return f"{base}-artifacts"
-
-
-@contextmanager
-def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
-    """One consistent view of the database for a read of several statements."""
-    conn.execute("BEGIN")
-    try:
-        yield
-    finally:
-        conn.execute("COMMIT")
-
-
-def _run(
-    conn: sqlite3.Connection, run_id: str, codec: EventCodec, tenant: str | None = None
-) -> RunRecord:
-    row = conn.execute(Q["run_get"], (run_id,)).fetchone()
-    if row is None or (tenant is not None and row[1] != tenant):
-        raise NotFound("run", run_id)
-    return rows.run_record(row, codec, when)
-
-
-def _workflow_record(
-    conn: sqlite3.Connection, tenant: str, name: str, version: int | None
-) -> WorkflowRecord:
-    if version is None:
-        row = conn.execute(Q["workflow_latest"], (tenant, name)).fetchone()
-    else:
-        row = conn.execute(Q["workflow_version"], (tenant, name, version)).fetchone()
-    if row is None:
-        raise NotFound("workflow", name if version is None else f"{name} v{version}")
-    return rows.workflow_record(row, when)

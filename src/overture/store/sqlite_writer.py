@@ -71,14 +71,6 @@ class _Write:
     future: asyncio.Future[Any]
 
 
-def _connect(path: str, synchronous: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA busy_timeout = 30000")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute(f"PRAGMA synchronous = {synchronous}")
-    return conn
-
-
 class GroupCommit:
     """The writer thread. ``forget`` drops cached run states a rolled-back write touched;
     ``enqueued`` is called (on this thread) after a commit that queued jobs."""

@@ -59,6 +59,10 @@ SELECT pg_advisory_xact_lock(1870033780, hashtext($1 || '/' || $2));
 SELECT tenant, name, version, digest, definition, created_at, disabled
 FROM workflows WHERE tenant = $1 ORDER BY name, version;
 
+-- name: workflow_versions
+SELECT tenant, name, version, digest, definition, created_at, disabled
+FROM workflows WHERE tenant = $1 AND name = $2 ORDER BY version DESC;
+
 -- name: workflow_insert
 INSERT INTO workflows (tenant, name, version, digest, definition, created_at)
 VALUES ($1, $2, $3, $4, $5, now())
@@ -326,3 +330,47 @@ UPDATE workers SET stopped_at = now(), last_seen = now() WHERE id = $1;
 -- name: worker_list
 SELECT id, host, pid, concurrency, handlers, started_at, last_seen, stopped_at
 FROM workers ORDER BY started_at DESC;
+
+-- name: step_logs_insert
+-- The log lines of completions just recorded (their runs are locked: ids follow commit order).
+INSERT INTO step_logs (run_id, tenant, step_id, attempt, compensation, at, level, message, fields)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::boolean[],
+                     $6::timestamptz[], $7::text[], $8::text[], $9::text[]);
+
+-- name: step_logs_after
+SELECT id, run_id, step_id, attempt, compensation, at, level, message, fields
+FROM step_logs WHERE run_id = $1 AND id > $2 ORDER BY id LIMIT $3;
+
+-- name: api_key_insert
+-- Nothing is inserted (and nothing returned) if the id or the hash is taken.
+INSERT INTO api_keys (id, tenant, name, hash, scopes, created_at)
+VALUES ($1, $2, $3, $4, $5, now())
+ON CONFLICT DO NOTHING
+RETURNING id, tenant, name, scopes, created_at, last_used_at, revoked_at;
+
+-- name: api_key_active
+SELECT id, tenant, name, scopes, created_at, last_used_at, revoked_at
+FROM api_keys WHERE hash = $1 AND revoked_at IS NULL;
+
+-- name: api_key_used
+-- Only where the last recorded use is a while ago: processes that all saw the key used write
+-- it once between them.
+UPDATE api_keys SET last_used_at = now()
+WHERE id = $1 AND revoked_at IS NULL
+  AND (last_used_at IS NULL OR last_used_at <= now() - make_interval(secs => $2))
+RETURNING last_used_at;
+
+-- name: api_key_list
+SELECT id, tenant, name, scopes, created_at, last_used_at, revoked_at
+FROM api_keys
+WHERE ($1::text IS NULL OR tenant = $1) AND ($2::boolean OR revoked_at IS NULL)
+ORDER BY created_at, id;
+
+-- name: api_key_revoke
+-- A key revoked already keeps the time it was revoked at.
+UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
+WHERE id = $1 AND ($2::text IS NULL OR tenant = $2)
+RETURNING id, tenant, name, scopes, created_at, last_used_at, revoked_at;
+
+-- name: api_keys_any_active
+SELECT EXISTS (SELECT 1 FROM api_keys WHERE revoked_at IS NULL);

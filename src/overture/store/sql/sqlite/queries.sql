@@ -17,6 +17,10 @@ SELECT version, disabled FROM workflows WHERE tenant = ? AND name = ? AND versio
 SELECT tenant, name, version, digest, definition, created_at, disabled
 FROM workflows WHERE tenant = ? ORDER BY name, version;
 
+-- name: workflow_versions
+SELECT tenant, name, version, digest, definition, created_at, disabled
+FROM workflows WHERE tenant = ? AND name = ? ORDER BY version DESC;
+
 -- name: workflow_insert
 INSERT INTO workflows (tenant, name, version, digest, definition, created_at)
 VALUES (?, ?, ?, ?, ?, ?);
@@ -87,7 +91,7 @@ RETURNING id, lease_token, run_id, tenant, workflow, step_id, attempt, compensat
 -- name: job_finish
 UPDATE jobs SET state = 'done', finished_at = ?
 WHERE id = ? AND lease_token = ? AND state = 'leased'
-RETURNING run_id, step_id, attempt, compensation;
+RETURNING run_id, step_id, attempt, compensation, tenant;
 
 -- name: job_extend
 UPDATE jobs SET lease_until = ?
@@ -145,3 +149,44 @@ UPDATE workers SET stopped_at = ?, last_seen = ? WHERE id = ?;
 -- name: worker_list
 SELECT id, host, pid, concurrency, handlers, started_at, last_seen, stopped_at
 FROM workers ORDER BY started_at DESC;
+
+-- name: step_log_insert
+INSERT INTO step_logs (run_id, tenant, step_id, attempt, compensation, at, level, message, fields)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: step_logs_after
+SELECT id, run_id, step_id, attempt, compensation, at, level, message, fields
+FROM step_logs WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?;
+
+-- name: api_key_insert
+-- Nothing is inserted (and nothing returned) if the id or the hash is taken.
+INSERT INTO api_keys (id, tenant, name, hash, scopes, created_at) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT DO NOTHING
+RETURNING id, tenant, name, scopes, created_at, last_used_at, revoked_at;
+
+-- name: api_key_active
+SELECT id, tenant, name, scopes, created_at, last_used_at, revoked_at
+FROM api_keys WHERE hash = ? AND revoked_at IS NULL;
+
+-- name: api_key_used
+-- Only where the last recorded use is a while ago: processes that all saw the key used write
+-- it once between them.
+UPDATE api_keys SET last_used_at = :now
+WHERE id = :id AND revoked_at IS NULL
+  AND (last_used_at IS NULL OR last_used_at <= :now - :every)
+RETURNING last_used_at;
+
+-- name: api_key_list
+SELECT id, tenant, name, scopes, created_at, last_used_at, revoked_at
+FROM api_keys
+WHERE (:tenant IS NULL OR tenant = :tenant) AND (:all OR revoked_at IS NULL)
+ORDER BY created_at, id;
+
+-- name: api_key_revoke
+-- A key revoked already keeps the time it was revoked at.
+UPDATE api_keys SET revoked_at = coalesce(revoked_at, :now)
+WHERE id = :id AND (:tenant IS NULL OR tenant = :tenant)
+RETURNING id, tenant, name, scopes, created_at, last_used_at, revoked_at;
+
+-- name: api_keys_any_active
+SELECT EXISTS (SELECT 1 FROM api_keys WHERE revoked_at IS NULL);

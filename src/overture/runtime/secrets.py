@@ -1,4 +1,4 @@
-"""Secrets for steps run by the CLI: ``OVERTURE_SECRET_<NAME>`` environment variables."""
+"""Secrets for steps this process runs: ``OVERTURE_SECRET_<NAME>`` environment variables."""
 
 from __future__ import annotations
 
