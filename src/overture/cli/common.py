@@ -12,21 +12,68 @@ from rich.text import Text
 
 from overture.cli.console import console
 from overture.errors import OvertureError
-from overture.store import DEFAULT_DATABASE_URL, Store, create_store, redact_url
+from overture.settings import SETTINGS, resolve_setting
+from overture.store import Store, create_store, redact_url
 from overture.store.records import DEFAULT_TENANT
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
-database_url_option = click.option(
-    "--database-url",
-    envvar="OVERTURE_DATABASE_URL",
-    default=DEFAULT_DATABASE_URL,
-    show_default=True,
-    show_envvar=True,
-    metavar="URL",
-    help="sqlite:///path.db (embedded) or postgresql://user@host/db.",
-)
+_CLICK_TYPES: dict[type, click.ParamType[Any]] = {
+    int: click.INT,
+    float: click.FLOAT,
+    str: click.STRING,
+    bool: click.BOOL,
+    tuple: click.STRING,
+}
+
+
+def setting_option(
+    name: str, *decls: str, resolve: bool = False, **kwargs: Any
+) -> Callable[[F], F]:
+    """The option for setting ``name`` (``overture.settings.SETTINGS``), its variable in --help.
+
+    Without ``resolve`` the command receives None when the flag is not given and resolves it
+    with ``load_settings``; with ``resolve`` it receives the variable's, the file's or the
+    default value.
+    """
+    setting = SETTINGS[name]
+    shown = "" if setting.default in (None, ()) else f"; default: {setting.default}"
+    kind = setting.kind
+    if setting.minimum is not None and kind in (int, float):
+        kwargs.setdefault(
+            "type",
+            click.IntRange(min=int(setting.minimum))
+            if kind is int
+            else click.FloatRange(min=setting.minimum),
+        )
+
+    def given_or_resolved(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is None and resolve:
+            try:
+                return resolve_setting(name)
+            except OvertureError as error:
+                raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+        if value is not None and (kind is tuple or setting.choices):
+            try:
+                return setting.parse(value, setting.flag)
+            except OvertureError as error:
+                raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+        return value
+
+    return click.option(
+        setting.flag,
+        *decls,
+        name,
+        default=None,
+        type=kwargs.pop("type", _CLICK_TYPES[kind]),
+        callback=given_or_resolved,
+        help=f"{setting.help} [env: {setting.env}{shown}]",
+        **kwargs,
+    )
+
+
+database_url_option = setting_option("database_url", resolve=True, metavar="URL")
 tenant_option = click.option(
     "--tenant",
     envvar="OVERTURE_TENANT",

@@ -1,0 +1,244 @@
+"""The API's request and response bodies, as pydantic models (they are the OpenAPI spec).
+
+Requests reject unknown fields. Responses are built as plain data by ``api.views`` for speed;
+the schemathesis suite checks that what the views build conforms to these models.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
+
+from overture.api.payloads import AnyPayload, Payload
+from overture.core.state import RunStatus, StepStatus
+
+MAX_LIST = 1000
+"""The most items one request may name, and the largest page a listing returns."""
+MAX_SEQ = 2**31 - 1
+"""The largest event seq or workflow version the stores can hold (32-bit columns)."""
+MAX_ID = 2**63 - 1
+"""The largest numeric id (dead letters, log lines) the stores can hold (64-bit columns)."""
+
+Key = Annotated[str, Field(min_length=1, max_length=200)]
+WorkflowName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)]
+HandlerName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=64)]
+Priority = Annotated[int, Field(ge=-1_000_000, le=1_000_000, description="Lower runs first.")]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- requests --------------------------------------------------------------------------------
+class StartRunIn(Request):
+    workflow: WorkflowName
+    version: int | None = Field(
+        None, ge=1, le=MAX_SEQ, description="None: the latest enabled version."
+    )
+    input: Payload = Field(default_factory=dict)
+    idempotency_key: Key | None = Field(
+        None, description="A repeated key returns the run it started (the header works too)."
+    )
+    priority: Priority | None = None
+    delay: float | None = Field(None, ge=0, le=366 * 86400, description="Start after seconds.")
+    run_at: AwareDatetime | None = Field(None, description="Start no earlier than this.")
+    correlation_id: Key | None = None
+
+
+class StartTaskIn(Request):
+    type: HandlerName = Field(description="The handler that runs the task.")
+    payload: Payload = Field(default_factory=dict)
+    priority: Priority | None = None
+    idempotency_key: Key | None = None
+    max_retries: int | None = Field(None, ge=0, le=100, description="Attempts after the first.")
+
+
+class CancelIn(Request):
+    reason: str = Field("cancelled", min_length=1, max_length=500)
+
+
+class RetryIn(Request):
+    steps: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        None, min_length=1, max_length=MAX_LIST, description="None: every failed step."
+    )
+
+
+class SignalIn(Request):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    payload: AnyPayload = None
+
+
+# --- responses -------------------------------------------------------------------------------
+class ErrorOut(BaseModel):
+    code: str
+    message: str
+    retryable: bool
+    retry_after: float | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class StepOut(BaseModel):
+    id: str
+    status: StepStatus
+    attempt: int
+    crashes: int
+    input: JsonValue = None
+    output: JsonValue = None
+    error: ErrorOut | None = None
+    reason: str | None = None
+    run_at: datetime | None = None
+    scheduled_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class RunOut(BaseModel):
+    id: str
+    workflow: str
+    version: int
+    status: RunStatus
+    input: JsonValue = None
+    output: JsonValue = None
+    error: ErrorOut | None = None
+    priority: int | None = None
+    correlation_id: str | None = None
+    idempotency_key: str | None = None
+    parent_run_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+    events: int = Field(description="How many events the run's history holds.")
+
+
+class RunDetailOut(RunOut):
+    steps: list[StepOut] = Field(description="Every step of the workflow, in definition order.")
+    compensations: list[StepOut] = Field(default_factory=list)
+    failed_step: str | None = None
+
+
+class RunPage(BaseModel):
+    items: list[RunOut]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page.")
+
+
+class EventOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    seq: int
+    type: str
+    at: datetime
+
+
+class EventPage(BaseModel):
+    items: list[EventOut]
+    next_after: int | None = Field(description="Pass as ?after= for the next page.")
+
+
+class LogOut(BaseModel):
+    id: int
+    step_id: str
+    attempt: int
+    compensation: bool
+    at: datetime
+    level: str
+    message: str
+    fields: dict[str, Any]
+
+
+class LogPage(BaseModel):
+    items: list[LogOut]
+    next_after: int | None
+
+
+class SignalOut(BaseModel):
+    run_id: str
+    seq: int
+    name: str
+
+
+class TaskOut(BaseModel):
+    id: str
+    type: str
+    status: RunStatus
+    payload: JsonValue = None
+    result: JsonValue = None
+    error: ErrorOut | None = None
+    attempts: int
+    priority: int | None = None
+    idempotency_key: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+
+
+class WorkflowOut(BaseModel):
+    name: str
+    version: int
+    digest: str
+    disabled: bool
+    created_at: datetime
+    steps: int
+    triggers: dict[str, list[str]]
+    definition: dict[str, Any]
+    versions: list[int] = Field(default_factory=list, description="Every version, newest first.")
+
+
+class WorkflowSummary(BaseModel):
+    name: str
+    version: int = Field(description="The latest version.")
+    disabled: bool
+    created_at: datetime
+    steps: int
+    triggers: dict[str, list[str]]
+
+
+class WorkflowList(BaseModel):
+    items: list[WorkflowSummary]
+
+
+class DeadLetterOut(BaseModel):
+    id: int
+    run_id: str
+    workflow: str
+    step_id: str
+    compensation: bool
+    attempts: int
+    error: ErrorOut
+    created_at: datetime
+    requeued_at: datetime | None = None
+
+
+class DeadLetterList(BaseModel):
+    items: list[DeadLetterOut]
+
+
+class RequeueOut(BaseModel):
+    runs: list[RunOut]
+
+
+class WorkerOut(BaseModel):
+    id: str
+    host: str
+    pid: int
+    concurrency: int
+    handlers: list[str]
+    started_at: datetime
+    last_seen: datetime
+    stopped_at: datetime | None = None
+    running: bool
+
+
+class WorkerList(BaseModel):
+    items: list[WorkerOut]
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready"]
+    database: str
+    migrations: list[int]

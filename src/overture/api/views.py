@@ -1,0 +1,184 @@
+"""Stored records as the API's JSON (the shapes ``api.schemas`` declares)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.responses import Response
+
+from overture import serde
+from overture.core import events as ev
+from overture.core.events import ErrorInfo
+from overture.core.model import Workflow
+from overture.core.state import RunState, StepState
+from overture.store.records import (
+    DeadLetter,
+    LogRecord,
+    RunRecord,
+    StoredEvent,
+    WorkerRecord,
+    WorkflowRecord,
+)
+
+TASK_STEP = "task"
+TASK_PREFIX = "task."
+
+
+class JSONResponse(Response):
+    """orjson all the way: datetimes as RFC 3339, no detour through the standard library."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return serde.dumps(content)
+
+
+def error(info: ErrorInfo | None) -> dict[str, Any] | None:
+    return None if info is None else dataclasses.asdict(info)
+
+
+def run(record: RunRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "workflow": record.workflow,
+        "version": record.version,
+        "status": record.status,
+        "input": record.input,
+        "output": record.output,
+        "error": error(record.error),
+        "priority": record.priority,
+        "correlation_id": record.correlation_id,
+        "idempotency_key": record.idempotency_key,
+        "parent_run_id": record.parent_run_id,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "finished_at": record.finished_at,
+        "events": record.events,
+    }
+
+
+def step(state: StepState) -> dict[str, Any]:
+    return {
+        "id": state.id,
+        "status": state.status,
+        "attempt": state.attempt,
+        "crashes": state.crashes,
+        "input": state.input,
+        "output": state.output,
+        "error": error(state.error),
+        "reason": state.reason,
+        "run_at": state.run_at,
+        "scheduled_at": state.scheduled_at,
+        "started_at": state.started_at,
+        "finished_at": state.finished_at,
+    }
+
+
+def run_detail(record: RunRecord, state: RunState, workflow: Workflow) -> dict[str, Any]:
+    compensations = [state.compensations[s] for s in state.compensation_plan]
+    return {
+        **run(record),
+        "steps": [step(state.step(s.id)) for s in workflow.steps],
+        "compensations": [step(s) for s in compensations],
+        "failed_step": state.failed_step,
+    }
+
+
+def event(stored: StoredEvent) -> dict[str, Any]:
+    return {"seq": stored.seq, **ev.to_data(stored.event)}
+
+
+def task(record: RunRecord, state: RunState, handler: str) -> dict[str, Any]:
+    only = state.step(TASK_STEP)
+    return {
+        "id": record.id,
+        "type": handler,
+        "status": record.status,
+        "payload": record.input,
+        "result": only.output,
+        "error": error(record.error or only.error),
+        "attempts": only.attempt,
+        "priority": record.priority,
+        "idempotency_key": record.idempotency_key,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "finished_at": record.finished_at,
+    }
+
+
+def _triggers(workflow: Workflow) -> dict[str, list[str]]:
+    on = workflow.on
+    found = {"events": on.events, "cron": on.cron, "webhook": on.webhook}
+    return {kind: list(values) for kind, values in found.items() if values}
+
+
+def latest_versions(records: Iterable[WorkflowRecord]) -> list[WorkflowRecord]:
+    """The newest version of each workflow, tasks' implicit workflows left out."""
+    latest: dict[str, WorkflowRecord] = {}
+    for record in records:
+        if record.version >= latest.get(record.name, record).version:
+            latest[record.name] = record
+    return [r for r in latest.values() if not r.name.startswith(TASK_PREFIX)]
+
+
+def workflow_summary(record: WorkflowRecord) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "version": record.version,
+        "disabled": record.disabled,
+        "created_at": record.created_at,
+        "steps": len(record.workflow.steps),
+        "triggers": _triggers(record.workflow),
+    }
+
+
+def workflow(record: WorkflowRecord, versions: list[int]) -> dict[str, Any]:
+    return {
+        **workflow_summary(record),
+        "digest": record.digest,
+        "definition": record.workflow.to_data(),
+        "versions": versions,
+    }
+
+
+def dead_letter(letter: DeadLetter) -> dict[str, Any]:
+    return {
+        "id": letter.id,
+        "run_id": letter.run_id,
+        "workflow": letter.workflow,
+        "step_id": letter.step_id,
+        "compensation": letter.compensation,
+        "attempts": letter.attempts,
+        "error": error(letter.error),
+        "created_at": letter.created_at,
+        "requeued_at": letter.requeued_at,
+    }
+
+
+def worker(record: WorkerRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "host": record.host,
+        "pid": record.pid,
+        "concurrency": record.concurrency,
+        "handlers": list(record.handlers),
+        "started_at": record.started_at,
+        "last_seen": record.last_seen,
+        "stopped_at": record.stopped_at,
+        "running": record.running,
+    }
+
+
+def log(line: LogRecord) -> dict[str, Any]:
+    return {
+        "id": line.id,
+        "step_id": line.step_id,
+        "attempt": line.attempt,
+        "compensation": line.compensation,
+        "at": line.at,
+        "level": line.level,
+        "message": line.message,
+        "fields": line.fields,
+    }

@@ -1,0 +1,72 @@
+"""``overture serve``: the API, workers and workflows in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from overture.api.server import Server
+from overture.cli.common import reports_errors, setting_option
+from overture.handlers.loading import process_handlers
+from overture.settings import load_settings
+
+try:
+    import uvloop
+except ImportError:  # e.g. on Windows: the standard loop serves, more slowly
+    uvloop = None  # type: ignore[assignment]
+
+
+@click.command()
+@setting_option("host")
+@setting_option("port")
+@setting_option("database_url", metavar="URL")
+@setting_option("workflows", metavar="DIR")
+@setting_option("workers", metavar="N")
+@setting_option("app", metavar="MODULE:ATTR")
+@setting_option("lease", metavar="SECONDS")
+@setting_option("grace", metavar="SECONDS")
+@setting_option("max_body_bytes", metavar="BYTES")
+@setting_option("log_level", metavar="LEVEL")
+@setting_option("http_base_url", metavar="URL")
+@setting_option("http_allow", metavar="HOSTS")
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    help="Settings file [env: OVERTURE_CONFIG; default: ./overture.toml if it exists]",
+)
+@reports_errors
+def serve(config: str | None, **flags: Any) -> None:
+    """Serve the HTTP API, run steps and register workflows, in one process.
+
+    On the embedded default (SQLite in ./overture.db) this is all Overture needs. With
+    PostgreSQL, run any number of `overture serve --workers 0` and `overture worker` processes
+    against the same database. Every workflow file under --workflows is validated and
+    registered at start; an invalid one stops the server with every problem listed.
+
+    Without any API key in the database the server runs in development mode (every request
+    acts as tenant 'default') and listens only on a loopback address.
+    """
+    settings = load_settings(flags, config=config)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handlers = process_handlers(settings)
+
+    async def main() -> None:
+        try:
+            await Server(settings, handlers.registry).run()
+        finally:
+            await handlers.aclose()
+
+    with asyncio.Runner(loop_factory=fast_event_loop()) as runner:
+        runner.run(main())
+
+
+def fast_event_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (it comes with uvicorn[standard])."""
+    return None if uvloop is None else uvloop.new_event_loop

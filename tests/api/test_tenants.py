@@ -1,0 +1,319 @@
+"""Tenant isolation, generated from the application's route list, on both stores.
+
+Every route of ``create_app`` becomes a test. A route that names an object (a path parameter)
+is called by tenant B on tenant A's object and must answer 404 ``not_found``, exactly as for an
+object that does not exist, and change nothing of A's; the same call by A must find it. List
+routes must show B its own items and none of A's; routes that create must not reach A's
+objects through a name or an idempotency key. Routes without tenant data are exempt, each
+with its reason. A route that is in neither table fails: a new route cannot ship unchecked.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, cast
+
+import fastapi.routing
+import httpx
+import pytest
+from fastapi import FastAPI
+from tests.api.helpers import BROKEN, CHATTY, HELLO, TERMINAL, Api, Json, Tenant, problem
+
+from overture.api import Services, create_app
+from overture.settings import Settings
+from overture.store import Store
+
+Route = tuple[str, str]
+
+
+def app_routes(app: FastAPI) -> list[Route]:
+    """``(method, path)`` of every route in ``app.routes``, included routers expanded."""
+    expand = getattr(fastapi.routing, "iter_route_contexts", None)  # FastAPI >= 0.13x
+    routes: Iterator[Any] = iter(expand(app.routes) if expand else app.routes)
+    found = {
+        (method, route.path)
+        for route in routes
+        for method in (getattr(route, "methods", None) or ())
+        if method != "HEAD"
+    }
+    return sorted(found, key=lambda r: (r[1], r[0]))
+
+
+def build_app() -> FastAPI:
+    """The application as ``overture serve`` builds it (routes only: nothing is called)."""
+    return create_app(Services(store=cast(Store, None), settings=Settings(), auth_required=True))
+
+
+ROUTES = app_routes(build_app())
+
+EXEMPT: dict[Route, str] = {
+    ("GET", "/health"): "liveness: no data at all",
+    ("GET", "/ready"): "readiness: names the database kind and migrations, nothing of a tenant",
+    ("GET", "/openapi.json"): "the API's description, the same for everyone",
+    ("GET", "/docs"): "the API's description, the same for everyone",
+    ("GET", "/docs/oauth2-redirect"): "part of the interactive docs",
+    ("GET", "/redoc"): "the API's description, the same for everyone",
+    ("GET", "/v1/workers"): "workers serve every tenant; only admin keys may list them",
+}
+
+
+# --- the two tenants -------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    """Tenant A's objects, and tenant B with objects of its own (so its lists are not empty)."""
+
+    a: Tenant
+    b: Tenant
+    params: dict[str, str]
+    """A's object for each path parameter name."""
+    a_run: Json
+    a_task: Json
+    b_run: Json
+    b_task: Json
+    b_letter: Json
+
+    def snapshot(self) -> Json:
+        """What A sees of its own tenant: a call by B must not change any of it."""
+        self.settle()
+        http = self.a.http
+        return {
+            "runs": http.get("/v1/runs", params={"limit": 1000}).json()["items"],
+            "workflows": [
+                http.get(f"/v1/workflows/{w['name']}").json()
+                for w in http.get("/v1/workflows").json()["items"]
+            ],
+            "dlq": http.get("/v1/dlq", params={"include_requeued": "true"}).json()["items"],
+        }
+
+    def settle(self) -> None:
+        """Wait until none of A's runs is still moving (calls by A may start or reopen some)."""
+        for run in self.a.http.get("/v1/runs", params={"limit": 1000}).json()["items"]:
+            if run["status"] not in TERMINAL:
+                self.a.wait(run["id"])
+
+
+def build_world(api: Api) -> World:
+    a, b = api.tenant(), api.tenant()
+    for tenant in (a, b):
+        tenant.register(HELLO)
+        tenant.register(BROKEN)
+        tenant.register(CHATTY)
+    a.register(HELLO.replace("hello ${input.name}", "hi ${input.name}"))  # A has 2 versions
+    for only_a in ("spare", "private-post", "private-put"):
+        a.register(HELLO.replace("name: hello", f"name: {only_a}"))
+    a_run = a.start("hello", {"name": "Ada"}, idempotency_key="shared-key")
+    a_chat = a.start("chatty", {"lines": 2})
+    a_broken = a.start("broken")
+    a_task = a.http.post(
+        "/v1/tasks", json={"type": "echo", "payload": {}, "idempotency_key": "shared-task"}
+    ).json()
+    b_run = b.start("hello", {"name": "Bo"})
+    b_broken = b.start("broken")
+    b_task = b.http.post("/v1/tasks", json={"type": "echo", "payload": {}}).json()
+    for tenant, run in [(a, a_run), (a, a_chat), (a, a_broken), (a, a_task)]:
+        tenant.wait(run["id"])
+    for tenant, run in [(b, b_run), (b, b_broken), (b, b_task)]:
+        tenant.wait(run["id"])
+    [a_letter] = a.http.get("/v1/dlq").json()["items"]
+    [b_letter] = b.http.get("/v1/dlq").json()["items"]
+    params = {
+        "run_id": a_chat["id"],  # it has logs
+        "task_id": a_task["id"],
+        "name": "spare",  # disabling it (as A does to prove the route) harms nothing
+        "version": "1",
+        "letter_id": str(a_letter["id"]),
+    }
+    return World(
+        a=a,
+        b=b,
+        params=params,
+        a_run=a_run,
+        a_task=a_task,
+        b_run=b_run,
+        b_task=b_task,
+        b_letter=b_letter,
+    )
+
+
+@pytest.fixture(scope="module")
+def world(api: Api) -> World:
+    return build_world(api)
+
+
+# --- checks ----------------------------------------------------------------------------------
+
+BODIES: dict[Route, Json] = {("POST", "/v1/runs/{run_id}/signal"): {"name": "poke"}}
+"""Bodies for object routes that need one (B must get 404, not a complaint about the body)."""
+
+
+def object_route(world: World, method: str, path: str) -> None:
+    """B gets 404 on A's object and changes nothing; A, making the same call, finds it."""
+    concrete = re.sub(r"\{(\w+)\}", lambda m: world.params[m.group(1)], path)
+    body = BODIES.get((method, path))
+    before = world.snapshot()
+    for scope in ("read", "write", "admin"):
+        response = world.b.client(scope).request(method, concrete, json=body)
+        if response.status_code != 403:  # a scope too weak for the route says nothing
+            problem(response, 404, "not_found")
+    assert world.snapshot() == before, f"tenant B changed tenant A's data with {method} {path}"
+    mine = world.a.http.request(method, concrete, json=body)
+    assert mine.status_code != 404, f"A's own {method} {concrete}: {mine.text}"
+    assert mine.status_code < 500, mine.text
+    world.settle()
+
+
+CHECKS: dict[Route, Callable[[World], None]] = {}
+
+
+def check(method: str, path: str) -> Callable[[Callable[[World], None]], Callable[[World], None]]:
+    def register(fn: Callable[[World], None]) -> Callable[[World], None]:
+        CHECKS[(method, path)] = fn
+        return fn
+
+    return register
+
+
+def ids(items: list[Json], key: str = "id") -> set[Any]:
+    return {item[key] for item in items}
+
+
+def listed(client: httpx.Client, path: str, **params: str) -> list[Json]:
+    response = client.get(path, params=params)
+    assert response.status_code == 200, response.text
+    items: list[Json] = response.json()["items"]
+    return items
+
+
+@check("GET", "/v1/runs")
+def _list_runs(world: World) -> None:
+    a_ids = ids(listed(world.a.http, "/v1/runs", limit="1000"))
+    for params in ({}, {"workflow": "hello"}, {"status": "succeeded"}, {"limit": "1000"}):
+        mine = ids(listed(world.b.http, "/v1/runs", **params))
+        assert world.b_run["id"] in mine, params
+        assert not mine & a_ids, params
+
+
+@check("GET", "/v1/workflows")
+def _list_workflows(world: World) -> None:
+    mine = {w["name"]: w["version"] for w in listed(world.b.http, "/v1/workflows")}
+    assert set(mine) <= {"hello", "broken", "chatty", "private-post", "private-put"}
+    assert mine["hello"] == 1  # A's hello is at version 2
+    assert "spare" not in mine
+
+
+@check("GET", "/v1/dlq")
+def _list_dead_letters(world: World) -> None:
+    a_ids = ids(listed(world.a.http, "/v1/dlq", include_requeued="true"))
+    for params in ({}, {"include_requeued": "true"}):
+        mine = ids(listed(world.b.http, "/v1/dlq", **params))
+        assert world.b_letter["id"] in mine
+        assert not mine & a_ids
+
+
+@check("POST", "/v1/runs")
+def _start_run(world: World) -> None:
+    before = world.snapshot()
+    refused = world.b.http.post("/v1/runs", json={"workflow": "spare", "input": {"name": "x"}})
+    problem(refused, 404, "not_found")
+    own = world.b.http.post(
+        "/v1/runs",
+        json={"workflow": "hello", "input": {"name": "x"}, "idempotency_key": "shared-key"},
+    )
+    assert own.status_code == 201, own.text  # A's key is A's: B starts a run of its own
+    assert own.json()["id"] != world.a_run["id"]
+    assert world.snapshot() == before
+
+
+def _start_task(path: str) -> Callable[[World], None]:
+    def start(world: World) -> None:
+        before = world.snapshot()
+        own = world.b.http.post(
+            path, json={"type": "echo", "payload": {}, "idempotency_key": "shared-task"}
+        )
+        assert own.status_code in (200, 201), own.text  # 200: B's from the other task path
+        assert own.json()["id"] != world.a_task["id"]
+        assert world.b.http.get(f"/v1/tasks/{own.json()['id']}").status_code == 200
+        assert world.snapshot() == before
+
+    return start
+
+
+CHECKS[("POST", "/v1/tasks")] = _start_task("/v1/tasks")
+CHECKS[("POST", "/tasks")] = _start_task("/tasks")
+
+
+def _register(method: str, path: str, name: str) -> Callable[[World], None]:
+    def register(world: World) -> None:
+        before = world.snapshot()
+        definition = HELLO.replace("name: hello", f"name: {name}").replace("hello $", "yo $")
+        response = world.b.http.request(
+            method, path, content=definition, headers={"Content-Type": "application/yaml"}
+        )
+        assert response.status_code == 201, response.text
+        assert (response.json()["version"], response.json()["versions"]) == (1, [1])
+        assert world.snapshot() == before  # A's workflow of that name is untouched
+
+    return register
+
+
+# A has these names, B does not: B registering one makes B's own version 1.
+CHECKS[("POST", "/v1/workflows")] = _register("POST", "/v1/workflows", "private-post")
+CHECKS[("PUT", "/v1/workflows/{name}")] = _register(
+    "PUT", "/v1/workflows/private-put", "private-put"
+)
+
+
+def uncovered(routes: list[Route]) -> list[Route]:
+    """Routes that are neither checked nor exempt."""
+    return [
+        route
+        for route in routes
+        if route not in CHECKS and route not in EXEMPT and "{" not in route[1]
+    ]
+
+
+# --- the tests -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES, ids=[f"{m} {p}" for m, p in ROUTES])
+def test_tenant_b_cannot_reach_tenant_a(world: World, method: str, path: str) -> None:
+    route = (method, path)
+    if route in EXEMPT:
+        assert EXEMPT[route]
+        return
+    if route in CHECKS:
+        CHECKS[route](world)
+        return
+    if "{" in path:
+        object_route(world, method, path)
+        return
+    pytest.fail(
+        f"{method} {path} has no tenant-isolation check: add one to CHECKS, or a reason to "
+        "EXEMPT if it shows no tenant's data"
+    )
+
+
+def test_the_tables_name_only_routes_that_exist() -> None:
+    stale = (set(CHECKS) | set(EXEMPT)) - set(ROUTES)
+    assert not stale, f"checks or exemptions for routes that are gone: {sorted(stale)}"
+    assert not uncovered(ROUTES)
+
+
+def test_a_new_route_without_a_check_is_caught() -> None:
+    app = build_app()
+
+    @app.get("/v1/secrets")
+    async def secrets() -> dict[str, str]:
+        return {}
+
+    assert uncovered(app_routes(app)) == [("GET", "/v1/secrets")]
+
+
+def test_every_object_route_names_a_parameter_the_world_has() -> None:
+    names = {"run_id", "task_id", "name", "version", "letter_id"}
+    for _, path in ROUTES:
+        assert set(re.findall(r"\{(\w+)\}", path)) <= names, path
