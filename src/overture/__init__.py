@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         WorkflowInvalid,
     )
     from overture.handlers.registry import HandlerRegistry
+    from overture.remote import RemoteClient
     from overture.runtime.context import StepContext
     from overture.runtime.local import LocalRunner, RunResult
 
@@ -81,6 +82,7 @@ _EXPORTS = {
     "StepContext": "overture.runtime.context",
     "LocalRunner": "overture.runtime.local",
     "Client": "overture.client",
+    "RemoteClient": "overture.remote",
     "Worker": "overture.runtime.worker",
     **dict.fromkeys(["Conflict", "NotFound", "NotRetryable"], "overture.errors"),
     "RunResult": "overture.runtime.local",
@@ -116,6 +118,7 @@ __all__ = [
     "OvertureError",
     "Problem",
     "RateLimit",
+    "RemoteClient",
     "Retry",
     "RetryPolicy",
     "RunResult",

@@ -147,7 +147,13 @@ def test_input_values_keep_their_json_type(tmp_path: Path) -> None:
     [
         (("--dry-run", "--handlers", "x:y"), "cannot be combined with --local or --handlers"),
         (("--dry-run", "--local"), "cannot be combined with --local or --handlers"),
-        ((), "pass one of --dry-run, --local or --handlers"),
+        (("--local", "--detach"), "--detach is for runs on a server"),
+        (("--dry-run", "--url", "http://127.0.0.1:1"), "--url is for runs on a server"),
+        (
+            ("--idempotency-key", "k", "--database-url", "sqlite:///x.db"),
+            "--database-url is for --local",
+        ),
+        (("--dry-run", "--idempotency-key", "k"), "--idempotency-key applies to stored runs"),
         (("--handlers", "nosuchmodule:registry"), "No module named 'nosuchmodule'"),
         (("--dry-run", "--fail", "ghost"), "no such step: ghost"),
         (("--dry-run", "--input", "novalue"), "expected KEY=VALUE"),

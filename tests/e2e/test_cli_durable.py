@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from tests.support.processes import no_traceback, until
+from tests.support.server import environment
 
 from overture.client import Client
 from overture.core.loader import parse_workflow
@@ -71,23 +72,6 @@ steps:
 
 
 # --- running overture ------------------------------------------------------------------------
-
-
-def environment(**extra: str) -> dict[str, str]:
-    """Ours without OVERTURE_* settings (a developer's own database or tenant must not leak in),
-    with the test apps importable and tables wide enough that nothing is cut off."""
-    ours = {k: v for k, v in os.environ.items() if not k.startswith("OVERTURE_")}
-    return {**ours, "PYTHONPATH": str(ROOT), "COLUMNS": "200", **extra}
-
-
-def until(condition: Callable[[], T | None], what: str, timeout: float = 30) -> T:
-    """The first truthy value of ``condition()``, polling."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @dataclass(frozen=True)
@@ -216,10 +200,6 @@ def types_and_steps(events: list[dict[str, Any]]) -> list[tuple[str, str | None]
     return [(e["type"], e.get("step_id")) for e in events]
 
 
-def no_traceback(done: subprocess.CompletedProcess[str]) -> bool:
-    return "Traceback" not in done.stdout + done.stderr
-
-
 # --- db ----------------------------------------------------------------------------------------
 
 
@@ -280,7 +260,7 @@ def test_runs_show_has_the_run_and_each_step(cli: Cli, succeeded: LocalRun) -> N
         {"who": "ana"},
         {"said": "ana"},
     )
-    steps = run["steps"]
+    steps = {s["id"]: s for s in run["steps"]}  # the API's shape: a list, in definition order
     assert {sid: (s["status"], s["attempt"]) for sid, s in steps.items()} == {
         "greet": ("succeeded", 1),
         "shout": ("succeeded", 1),
@@ -324,6 +304,49 @@ def test_without_database_url_runs_are_stored_in_overture_db_in_the_working_dire
         assert [r["status"] for r in json.loads(listed.stdout)["items"]] == ["succeeded"]
 
 
+def test_runs_follow_of_a_finished_run_replays_its_progress(cli: Cli, succeeded: LocalRun) -> None:
+    _, run_id = succeeded
+    followed = cli.ok("runs", "follow", run_id)
+    assert "greet started" in followed and "shout succeeded" in followed
+    assert f"run {run_id} succeeded" in followed
+
+
+def test_runs_replay_starts_a_new_run_with_the_same_workflow_version_and_input(
+    cli: Cli, succeeded: LocalRun
+) -> None:
+    _, run_id = succeeded
+    replay = cli.json("runs", "replay", run_id)
+    assert replay["id"] != run_id
+    assert (replay["workflow"], replay["version"], replay["input"], replay["status"]) == (
+        "greeting",
+        1,
+        {"who": "ana"},
+        "queued",
+    )
+    assert {r["id"] for r in cli.json("runs", "ls")["items"]} == {run_id, replay["id"]}
+
+
+def test_workflows_ls_and_show_find_what_a_local_run_registered(
+    cli: Cli, succeeded: LocalRun
+) -> None:
+    (listed,) = cli.json("workflows", "ls")["items"]
+    assert (listed["name"], listed["version"], listed["steps"]) == ("greeting", 1, 2)
+    shown = cli.ok("workflows", "show", "greeting")
+    assert "greeting v1 · 2 steps" in shown and "shout" in shown
+
+
+def test_workflows_push_to_the_database_registers_a_new_version_when_changed(cli: Cli) -> None:
+    path = cli.workflow("greeting", TWO_ECHO_STEPS)
+    assert "greeting v1 · 2 steps" in cli.ok("workflows", "push", path)
+    path.write_text(TWO_ECHO_STEPS.replace("uses: echo", "uses: noop", 1))
+    assert "greeting v2 · 2 steps" in cli.ok("workflows", "push", path)
+    assert cli.json("workflows", "show", "greeting")["versions"] == [2, 1]
+    bad = cli.workflow("bad", TWO_ECHO_STEPS.replace("[greet]", "[greeet]"))
+    done = cli("workflows", "push", bad)
+    assert done.returncode == 1
+    assert f"{bad}:10:18: step 'shout': depends on unknown step 'greeet'" in done.stdout
+
+
 # --- failures, the dead-letter queue, retry and requeue ------------------------------------------
 
 
@@ -341,7 +364,7 @@ def test_failed_local_run_exits_1_prints_the_error_and_leaves_a_dead_letter(cli:
     assert "boom failed: it broke" in done.stdout
     assert f"run {run_id} failed" in done.stdout
     assert "error: step 'boom' failed: it broke" in done.stdout
-    (letter,) = cli.json("dlq", "ls")
+    (letter,) = cli.json("dlq", "ls")["items"]
     assert (letter["run_id"], letter["step_id"], letter["attempts"]) == (run_id, "boom", 1)
     assert letter["error"]["code"] == "broken"
 
@@ -360,9 +383,9 @@ def test_runs_retry_runs_the_failed_step_again_on_a_worker(
     assert history[:retried].count(("StepStarted", "boom")) == 1
     assert history[retried:].count(("StepStarted", "boom")) == 1
     assert history[-1] == ("RunFailed", None)
-    (letter,) = cli.json("dlq", "ls")  # the retry's; the first one is marked requeued
+    (letter,) = cli.json("dlq", "ls")["items"]  # the retry's; the first one is marked requeued
     assert (letter["run_id"], letter["step_id"]) == (run_id, "boom")
-    assert len(cli.json("dlq", "ls", "--all")) == 2
+    assert len(cli.json("dlq", "ls", "--all")["items"]) == 2
 
 
 def test_requeued_dead_letter_succeeds_on_a_worker(
@@ -372,7 +395,7 @@ def test_requeued_dead_letter_succeeds_on_a_worker(
     done = run_failing(cli, FAILS_ONCE, "--handlers", FLAKY_APP, "-i", f"flag={flag}")
     assert "first attempt fails on purpose" in done.stdout
     run_id = cli.only_run_id()
-    (letter,) = cli.json("dlq", "ls")
+    (letter,) = cli.json("dlq", "ls")["items"]
     assert (letter["step_id"], letter["error"]["code"]) == ("try", "first_attempt")
 
     assert cli.ok("dlq", "requeue", str(letter["id"])).strip() == f"run {run_id} queued"
@@ -381,8 +404,8 @@ def test_requeued_dead_letter_succeeds_on_a_worker(
 
     assert run["status"] == "succeeded", worker.output()
     assert run["output"] == {"try": {"ran": "try"}}
-    assert cli.json("dlq", "ls") == []
-    (requeued,) = cli.json("dlq", "ls", "--all")
+    assert cli.json("dlq", "ls")["items"] == []
+    (requeued,) = cli.json("dlq", "ls", "--all")["items"]
     assert requeued["id"] == letter["id"] and requeued["requeued_at"] is not None
 
 
@@ -409,7 +432,10 @@ def test_runs_cancel_cancels_a_queued_run(cli: Cli) -> None:
     assert "status cancelled" in cli.ok("runs", "show", run_id)
     run = cli.json("runs", "show", run_id)
     assert run["status"] == "cancelled"
-    assert run["steps"]["greet"]["status"] == "cancelled"
+    assert [(s["id"], s["status"]) for s in run["steps"]] == [
+        ("greet", "cancelled"),
+        ("shout", "pending"),
+    ]
     assert types_and_steps(cli.events(run_id))[-2:] == [
         ("RunCancelled", None),
         ("StepCancelled", "greet"),
@@ -421,7 +447,16 @@ def test_runs_cancel_cancels_a_queued_run(cli: Cli) -> None:
 
 def test_unknown_run_id_is_not_found(cli: Cli) -> None:
     cli.ok("db", "migrate")
-    for command in ("show", "events", "cancel", "retry", "replay-check"):
+    for command in (
+        "show",
+        "events",
+        "logs",
+        "follow",
+        "cancel",
+        "retry",
+        "replay",
+        "replay-check",
+    ):
         done = cli("runs", command, "no-such-run")
         assert done.returncode == 1, command
         assert "error: run 'no-such-run' not found [not_found]" in done.stderr, command
@@ -504,7 +539,7 @@ def test_worker_shows_running_then_stopped_after_sigterm(
     worker = start_worker()
 
     def listed() -> dict[str, Any] | None:
-        found = [w for w in cli.json("workers", "ls") if w["pid"] == worker.pid]
+        found = [w for w in cli.json("workers", "ls")["items"] if w["pid"] == worker.pid]
         return found[0] if found else None
 
     running = until(listed, "the worker to register")

@@ -6,8 +6,11 @@ import click
 
 from overture import __version__
 from overture.cli.db import db
+from overture.cli.demo import demo_agent
+from overture.cli.keys import keys
 from overture.cli.run import run
 from overture.cli.runs import dlq, runs, workers
+from overture.cli.serve import serve
 from overture.cli.worker import worker
 from overture.cli.workflows import workflows
 
@@ -18,5 +21,5 @@ def main() -> None:
     """Overture: a durable orchestrator for AI-agent workflows."""
 
 
-for command in (workflows, run, worker, runs, dlq, workers, db):
+for command in (serve, workflows, run, worker, runs, dlq, workers, db, keys, demo_agent):
     main.add_command(command)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 import click
 from rich.console import Console
@@ -11,6 +12,14 @@ from rich.text import Text
 from overture import serde
 from overture.errors import Problem
 from overture.serde import JSON
+
+STATUS_STYLE = {
+    "succeeded": "green",
+    "failed": "red",
+    "skipped": "yellow",
+    "cancelled": "yellow",
+    "compensated": "yellow",
+}
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -39,3 +48,18 @@ def parse_assignments(pairs: Iterable[str], what: str) -> dict[str, JSON]:
         except ValueError:
             result[key] = raw
     return result
+
+
+def status_text(status: str) -> Text:
+    """A run's or step's status, coloured by how it ended."""
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+def time_text(at: str | None) -> str:
+    """An RFC 3339 time from the API, to the millisecond ("" for none)."""
+    if not at:
+        return ""
+    try:
+        return datetime.fromisoformat(at).isoformat(timespec="milliseconds")
+    except ValueError:
+        return at

@@ -1,48 +1,50 @@
-"""``overture run FILE``: run a workflow in this process and watch every step."""
+"""``overture run FILE|NAME``: run a workflow and watch every step.
+
+On a server by default (``cli.run_on_server``); ``--dry-run`` and ``--handlers`` run a file in
+memory, ``--local`` runs it durably in the database with a worker in this process.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from datetime import datetime
 from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from overture import serde
-from overture.cli.common import database_url_option, reports_errors
+from overture.cli.backends import DatabaseBackend, given_here, server_url
+from overture.cli.common import database_url_option, reports_errors, setting_option
 from overture.cli.console import console, parse_assignments, print_problems
-from overture.cli.secrets import secrets_from_env
-from overture.cli.workflows import load_handler_names, report_invalid
-from overture.core import events as ev
+from overture.cli.progress import ProgressPrinter, steps_of, summary, watch
+from overture.cli.run_on_server import ServerRun, run_on_server
+from overture.cli.workflows import WORKFLOW_SUFFIXES, load_handler_names, report_invalid
+from overture.core.document import read_document
 from overture.core.loader import load_workflow
 from overture.core.model import Workflow
-from overture.core.state import TERMINAL_RUN, RunState
+from overture.core.state import RunState
 from overture.core.validate import handler_problems
-from overture.errors import DocumentInvalid, InputInvalid, WorkflowInvalid
-from overture.handlers.basic import basic_registry
+from overture.errors import DocumentInvalid, InputInvalid, OvertureError, WorkflowInvalid
+from overture.handlers.loading import process_handlers
 from overture.handlers.registry import BUILTIN_HANDLER_NAMES, HandlerRegistry, load_registry
 from overture.runtime.local import LocalRunner
+from overture.runtime.secrets import secrets_from_env
 from overture.runtime.worker import Worker
 from overture.serde import JSON
+from overture.settings import load_settings
 from overture.store import create_store
-from overture.store.records import StartRun
+from overture.store.records import DEFAULT_TENANT, StartRun
 from overture.testing import PlaceholderSecrets, echo_registry
-
-STATUS_STYLE = {
-    "succeeded": "green",
-    "failed": "red",
-    "skipped": "yellow",
-    "cancelled": "yellow",
-    "compensated": "yellow",
-}
 
 
 @click.command()
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("target", metavar="FILE|NAME")
+@setting_option("url", resolve=True, metavar="URL")
+@setting_option("api_key", resolve=True, metavar="KEY")
+@click.option("--detach", is_flag=True, help="Print the run's id and leave it running.")
 @click.option("--dry-run", is_flag=True, help="Every step echoes its inputs instead of running.")
 @click.option(
     "--handlers",
@@ -60,6 +62,16 @@ STATUS_STYLE = {
 @click.option("--input", "-i", "inputs", multiple=True, metavar="KEY=VALUE", help="Run input.")
 @click.option("--input-json", metavar="JSON", help="Run input as a JSON object (KEY=VALUE adds).")
 @click.option(
+    "--input-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Run input from a JSON or YAML file holding an object (--input-json and KEY=VALUE add).",
+)
+@click.option(
+    "--idempotency-key",
+    metavar="KEY",
+    help="Starting again with the same key returns the run it started (stored runs only).",
+)
+@click.option(
     "--fail",
     "fail_steps",
     multiple=True,
@@ -68,72 +80,166 @@ STATUS_STYLE = {
 )
 @reports_errors
 def run(
-    path: Path,
+    target: str,
+    url: str,
+    api_key: str | None,
+    detach: bool,
     dry_run: bool,
     handler_target: str | None,
     local: bool,
     database_url: str,
     inputs: tuple[str, ...],
     input_json: str | None,
+    input_file: Path | None,
+    idempotency_key: str | None,
     fail_steps: tuple[str, ...],
 ) -> None:
-    """Run the workflow in PATH and watch every step; exit 0 if it succeeds, 1 if it does not.
+    """Run a workflow and watch every step; exit 0 if it succeeds, 1 if it does not.
 
-    --dry-run and --handlers run in memory (nothing is stored: use them to try a workflow);
+    By default the run happens on the Overture server at --url: FILE is pushed (registered)
+    first, NAME must be registered there already. The run is then followed live until it ends;
+    --detach prints its id instead. Ctrl-C stops following, not the run.
+
+    --dry-run and --handlers run FILE in memory (nothing is stored: use them to try a workflow);
     --local stores the run like production does, so `overture runs show` finds it afterwards.
-    Secrets come from OVERTURE_SECRET_<NAME> environment variables (a dry run never reads them).
+    Secrets come from OVERTURE_SECRET_<NAME> variables where the step runs (a dry run never
+    reads them).
     """
-    if dry_run and (local or handler_target):
-        raise click.UsageError("--dry-run cannot be combined with --local or --handlers")
-    if not (dry_run or local or handler_target):
-        raise click.UsageError("pass one of --dry-run, --local or --handlers MODULE:ATTR")
+    in_memory = dry_run or (handler_target is not None and not local)
+    _check_mode(dry_run=dry_run, local=local, in_memory=in_memory, handlers=handler_target)
     if fail_steps and not dry_run:
         raise click.UsageError("--fail only applies to --dry-run")
+    if idempotency_key and in_memory:
+        raise click.UsageError("--idempotency-key applies to stored runs (a server or --local)")
+    data = _input(input_file, input_json, inputs)
+    if not (local or in_memory):
+        file = Path(target) if Path(target).is_file() else None
+        if file is None and _looks_like_a_file(target):
+            raise click.BadParameter(f"no such file: {target!r}", param_hint="FILE|NAME")
+        request = ServerRun(
+            url=server_url(url),
+            api_key=api_key,
+            file=file,
+            workflow=target,
+            input=data,
+            idempotency_key=idempotency_key,
+            detach=detach,
+        )
+        raise SystemExit(run_on_server(request))
     out = console()
-    data = _input(input_json, inputs)
-    known = set(BUILTIN_HANDLER_NAMES)
-    if handler_target:
-        known |= load_handler_names(handler_target)
-    try:
-        workflow = load_workflow(path, handlers=None if dry_run else known)
-    except WorkflowInvalid as invalid:
-        report_invalid(out, path, invalid.problems)
-        raise SystemExit(1) from None
-    except DocumentInvalid as invalid:
-        report_invalid(out, path, [invalid.problem])
-        raise SystemExit(1) from None
+    workflow = _load(out, Path(target), handler_target, checked=not dry_run)
     if fail_steps:
         missing = sorted(set(fail_steps) - {s.id for s in workflow.steps})
         if missing:
             raise click.BadParameter(f"no such step: {', '.join(missing)}", param_hint="--fail")
-    printer = _Printer(out)
     if local:
-        registry = basic_registry()
-        if handler_target:
-            registry = load_registry(handler_target).include(registry)
-        if problems := handler_problems(workflow, registry.names()):
-            out.print(Text("✗ the in-process worker cannot run this workflow:", style="red"))
-            print_problems(out, problems)
-            out.print("  (it has noop, echo, fail and the handlers of --handlers MODULE:ATTR)")
-            raise SystemExit(1)
-        state = asyncio.run(_run_durably(database_url, workflow, data, registry, printer))
-        _summary(out, workflow, state)
-        raise SystemExit(0 if state.status == "succeeded" else 1)
+        status = _run_here_durably(
+            out, workflow, data, database_url, handler_target, idempotency_key
+        )
+    else:
+        status = _run_in_memory(out, workflow, data, handler_target, fail_steps)
+    raise SystemExit(0 if status == "succeeded" else 1)
+
+
+def _load(out: Console, path: Path, handler_target: str | None, *, checked: bool) -> Workflow:
+    """The workflow in ``path`` (its handlers ``checked`` unless dry-running), or exit 1."""
+    known = set(BUILTIN_HANDLER_NAMES)
+    if handler_target:
+        known |= load_handler_names(handler_target)
+    try:
+        return load_workflow(path, handlers=known if checked else None)
+    except WorkflowInvalid as invalid:
+        report_invalid(out, path, invalid.problems)
+    except DocumentInvalid as invalid:
+        report_invalid(out, path, [invalid.problem])
+    raise SystemExit(1)
+
+
+def _run_here_durably(
+    out: Console,
+    workflow: Workflow,
+    data: dict[str, JSON],
+    database_url: str,
+    handler_target: str | None,
+    idempotency_key: str | None,
+) -> str:
+    """``--local``: the run's status, once this process's worker has finished it."""
+    handlers = process_handlers(load_settings({"app": handler_target}), option="--handlers")
+    registry = handlers.registry
+    if problems := handler_problems(workflow, registry.names()):
+        out.print(Text("✗ the in-process worker cannot run this workflow:", style="red"))
+        print_problems(out, problems)
+        out.print("  (it has noop, echo, fail, http and the handlers of --handlers MODULE:ATTR)")
+        raise SystemExit(1)
+    printer = ProgressPrinter(out)
+
+    async def work() -> RunState:
+        try:
+            return await _register_start_and_work(
+                database_url, workflow, data, registry, printer, idempotency_key
+            )
+        finally:
+            await handlers.aclose()
+
+    state = asyncio.run(work())
+    summary(out, steps_of(workflow), state)
+    return state.status
+
+
+def _run_in_memory(
+    out: Console,
+    workflow: Workflow,
+    data: dict[str, JSON],
+    handler_target: str | None,
+    fail_steps: tuple[str, ...],
+) -> str:
+    """``--dry-run`` or ``--handlers``: the run's status, nothing stored."""
     runner = _runner(workflow, handler_target, fail_steps)
     try:
-        result = asyncio.run(runner.run(workflow, data, listener=printer))
+        result = asyncio.run(runner.run(workflow, data, listener=ProgressPrinter(out)))
     except InputInvalid as invalid:
         out.print(Text(f"✗ {invalid}", style="red"))
         raise SystemExit(1) from None
     except WorkflowInvalid as invalid:
         print_problems(out, invalid.problems)
         raise SystemExit(1) from None
-    _summary(out, workflow, result.state)
-    raise SystemExit(0 if result.status == "succeeded" else 1)
+    summary(out, steps_of(workflow), result.state)
+    return result.status
 
 
-def _input(input_json: str | None, pairs: tuple[str, ...]) -> dict[str, JSON]:
+def _check_mode(*, dry_run: bool, local: bool, in_memory: bool, handlers: str | None) -> None:
+    """Usage errors for options that do not go together."""
+    if dry_run and (local or handlers):
+        raise click.UsageError("--dry-run cannot be combined with --local or --handlers")
+    if local or in_memory:
+        for flag, name in (("--url", "url"), ("--api-key", "api_key"), ("--detach", "detach")):
+            if given_here(name):
+                raise click.UsageError(
+                    f"{flag} is for runs on a server; --dry-run, --handlers and --local run here"
+                )
+    elif given_here("database_url"):
+        raise click.UsageError(
+            "--database-url is for --local; a run on a server uses the server's database"
+        )
+
+
+def _looks_like_a_file(target: str) -> bool:
+    return Path(target).suffix.lower() in WORKFLOW_SUFFIXES or os.sep in target
+
+
+def _input(
+    input_file: Path | None, input_json: str | None, pairs: tuple[str, ...]
+) -> dict[str, JSON]:
+    """The run's input: the file's object, then --input-json's, then each KEY=VALUE."""
     data: dict[str, JSON] = {}
+    if input_file is not None:
+        try:
+            loaded = read_document(input_file).data
+        except DocumentInvalid as invalid:
+            raise click.BadParameter(str(invalid), param_hint="--input-file") from None
+        if not isinstance(loaded, dict):
+            raise click.BadParameter("must hold a JSON or YAML object", param_hint="--input-file")
+        data.update(loaded)
     if input_json is not None:
         try:
             loaded = serde.loads(input_json)
@@ -155,12 +261,13 @@ def _runner(workflow: Workflow, target: str | None, fail: tuple[str, ...]) -> Lo
     return LocalRunner(registry, secrets=secrets_from_env(os.environ))
 
 
-async def _run_durably(
+async def _register_start_and_work(
     url: str,
     workflow: Workflow,
     data: JSON,
     registry: HandlerRegistry,
-    printer: _Printer,
+    printer: ProgressPrinter,
+    idempotency_key: str | None,
 ) -> RunState:
     """Register, start and work the run with an in-process worker, printing its history live."""
     store = create_store(url)
@@ -168,100 +275,28 @@ async def _run_durably(
     try:
         record = await store.register_workflow(workflow)
         run, _ = await store.start_run(
-            StartRun(workflow=record.name, version=record.version, input=data)
+            StartRun(
+                workflow=record.name,
+                version=record.version,
+                input=data,
+                idempotency_key=idempotency_key,
+            )
         )
         worker = Worker(store, registry, poll=0.05, secrets=secrets_from_env(os.environ))
         working = asyncio.create_task(worker.run())
-        seen = 0
+        history = DatabaseBackend(store, DEFAULT_TENANT).stream(run.id)
+        watching = asyncio.create_task(watch(history, printer))
         try:
-            while True:
-                for stored in await store.events(run.id, after=seen):
-                    printer(stored.event)
-                    seen = stored.seq
-                current = await store.get_run(run.id)
-                if current.status in TERMINAL_RUN and seen >= current.events:
-                    break
-                if working.done():
-                    working.result()  # the worker died: say why
-                await asyncio.sleep(0.02)
+            await asyncio.wait({working, watching}, return_when=asyncio.FIRST_COMPLETED)
+            if not watching.done():
+                working.result()  # the worker died: say why
+                raise OvertureError("the in-process worker stopped before the run ended")
+            return watching.result()
         finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
             worker.stop(grace=0)
             await working
-        return await store.run_state(run.id)
     finally:
         await store.close()
-
-
-class _Printer:
-    """Prints each step event as it happens, timed from the run's start by the events' clock."""
-
-    def __init__(self, out: Console) -> None:
-        self.out = out
-        self.run_started: datetime | None = None
-        self.step_started: dict[tuple[str, bool], datetime] = {}
-
-    def __call__(self, event: ev.Event) -> None:
-        self.run_started = self.run_started or event.at
-        key = (getattr(event, "step_id", ""), bool(getattr(event, "compensation", False)))
-        if isinstance(event, ev.StepStarted):
-            self.step_started[key] = event.at
-        line = _describe(event)
-        if line is None:
-            return
-        began = self.step_started.get(key)
-        if isinstance(event, ev.StepSucceeded | ev.StepFailed) and began is not None:
-            line.append(f" ({_duration((event.at - began).total_seconds())})", style="dim")
-        clock = f"{(event.at - self.run_started).total_seconds():7.2f}s "
-        self.out.print(Text.assemble((clock, "dim"), line))
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
-
-
-def _describe(event: ev.Event) -> Text | None:
-    label = "undo " if getattr(event, "compensation", False) else ""
-    match event:
-        case ev.RunStarted(workflow=name, version=version, run_id=run_id):
-            return Text(f"run {run_id} of {name} v{version} started", style="bold")
-        case ev.StepStarted(step_id=step, attempt=attempt):
-            return Text(f"▶ {label}{step} started (attempt {attempt})")
-        case ev.StepSucceeded(step_id=step):
-            return Text.assemble(("✓ ", "green"), f"{label}{step} succeeded")
-        case ev.StepFailed(step_id=step, error=error):
-            return Text.assemble(("✗ ", "red"), f"{label}{step} failed: {error.message}")
-        case ev.StepRetryScheduled(step_id=step, attempt=attempt, delay=delay):
-            return Text(f"↻ {label}{step} attempt {attempt} in {delay:.2f}s", style="yellow")
-        case ev.StepSkipped(step_id=step, reason=reason):
-            return Text(f"↷ {step} skipped: {reason}", style="yellow")
-        case ev.StepCancelled(step_id=step, reason=reason):
-            return Text(f"■ {label}{step} cancelled: {reason}", style="yellow")
-        case ev.CompensationStarted(steps=steps):
-            return Text(f"compensating, in order: {', '.join(steps)}", style="yellow")
-    return None
-
-
-def _summary(out: Console, workflow: Workflow, state: RunState) -> None:
-    table = Table(title=f"{workflow.name} v{workflow.version}", title_justify="left")
-    for column in ("step", "uses", "status", "attempts", "detail"):
-        table.add_column(column)
-    for step in workflow.steps:
-        s = state.step(step.id)
-        detail = s.reason or (s.error.message if s.error else "")
-        undo = state.compensations.get(step.id)
-        if undo is not None:
-            detail = f"{detail} (compensation {undo.status})".strip()
-        table.add_row(
-            step.id,
-            step.uses,
-            Text(s.status, style=STATUS_STYLE.get(s.status, "")),
-            str(s.attempt),
-            detail,
-        )
-    out.print(table)
-    style = STATUS_STYLE.get(state.status, "")
-    out.print(Text(f"run {state.run_id} {state.status}", style=f"bold {style}"))
-    if state.status == "succeeded":
-        out.print(Text("output: ") + Text(serde.dumps_text(state.output)))
-    elif state.error is not None:
-        out.print(Text(f"error: {state.error.message}", style="red"))

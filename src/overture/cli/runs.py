@@ -1,17 +1,20 @@
-"""``overture runs|dlq|workers``: look at and act on what is stored."""
+"""``overture runs|dlq|workers``: look at runs and act on them, on a server or in the database.
+
+Every command renders the API's JSON (see ``cli.backends``): a table for people, the JSON itself
+with ``--json``.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any, cast, get_args
+from typing import Any, get_args
 
 import click
 from rich.table import Table
 from rich.text import Text
 
 from overture import serde
+from overture.cli.backends import Backend, Target, backend_options, every_item, with_backend
 from overture.cli.common import (
     database_url_option,
     json_option,
@@ -19,33 +22,34 @@ from overture.cli.common import (
     tenant_option,
     with_store,
 )
-from overture.cli.console import console
-from overture.core import events as ev
-from overture.core.state import RunStatus, fold
+from overture.cli.console import console, status_text, time_text
+from overture.cli.progress import ProgressPrinter, steps_of, summary, watch
+from overture.core.state import RunState, RunStatus, fold
 from overture.store.base import Store
-from overture.store.records import DeadLetter, Page, RunRecord, StoredEvent, WorkerRecord
+from overture.store.records import RunRecord, StoredEvent
 
 RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
-STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "compensated": "yellow"}
 
 
 @click.group()
 def runs() -> None:
-    """List, inspect, cancel and retry runs."""
+    """List, follow, inspect, cancel, retry and replay runs.
+
+    With --url (or OVERTURE_URL) they ask that Overture server, as the tenant of --api-key;
+    otherwise they open the database at --database-url directly.
+    """
 
 
 @runs.command("ls")
-@database_url_option
-@tenant_option
 @click.option("--status", type=click.Choice(RUN_STATUSES))
 @click.option("--workflow", help="Only runs of this workflow.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--cursor", help="Continue after this run id (printed at the end of a page).")
 @json_option
 @reports_errors
+@backend_options
 def list_runs(
-    database_url: str,
-    tenant: str,
+    target: Target,
     status: str | None,
     workflow: str | None,
     limit: int,
@@ -53,124 +57,147 @@ def list_runs(
     as_json: bool,
 ) -> None:
     """Runs, newest first."""
-    page: Page[RunRecord] = with_store(
-        database_url,
-        lambda store: store.list_runs(
-            tenant=tenant,
-            status=cast(RunStatus | None, status),
-            workflow=workflow,
-            cursor=cursor,
-            limit=limit,
-        ),
+    page = with_backend(
+        target,
+        lambda b: b.list_runs(status=status, workflow=workflow, cursor=cursor, limit=limit),
     )
-    out = console()
     if as_json:
-        data = {"items": [_data(r) for r in page.items], "next_cursor": page.next_cursor}
-        click.echo(serde.dumps_text(data))
+        click.echo(serde.dumps_text(page))
         return
-    table = Table()
-    for column in ("id", "workflow", "status", "created", "finished"):
-        table.add_column(column)
-    for r in page.items:
+    table = _table("id", "workflow", "status", "created", "finished")
+    for r in page["items"]:
         table.add_row(
-            r.id,
-            f"{r.workflow} v{r.version}",
-            Text(r.status, style=STYLE.get(r.status, "")),
-            _time(r.created_at),
-            _time(r.finished_at),
+            r["id"],
+            f"{r['workflow']} v{r['version']}",
+            status_text(r["status"]),
+            time_text(r["created_at"]),
+            time_text(r["finished_at"]),
         )
+    out = console()
     out.print(table)
-    if page.next_cursor:
-        out.print(f"more: --cursor {page.next_cursor}")
+    if page["next_cursor"]:
+        out.print(f"more: --cursor {page['next_cursor']}")
 
 
 @runs.command("show")
 @click.argument("run_id")
-@database_url_option
-@tenant_option
 @json_option
 @reports_errors
-def show_run(database_url: str, tenant: str, run_id: str, as_json: bool) -> None:
+@backend_options
+def show_run(target: Target, run_id: str, as_json: bool) -> None:
     """A run and the state of each of its steps."""
-
-    async def load(store: Store) -> tuple[RunRecord, Any]:
-        return await store.get_run(run_id, tenant=tenant), await store.run_state(
-            run_id, tenant=tenant
-        )
-
-    record, state = with_store(database_url, load)
+    run = with_backend(target, lambda b: b.get_run(run_id))
     if as_json:
-        steps = {sid: _data(s) for sid, s in state.steps.items()}
-        click.echo(serde.dumps_text({**_data(record), "steps": steps}))
+        click.echo(serde.dumps_text(run))
         return
     out = console()
-    out.print(Text(f"run {record.id}", style="bold"))
-    out.print(f"workflow {record.workflow} v{record.version}, tenant {record.tenant}")
-    out.print(Text(f"status {record.status}", style=STYLE.get(record.status, "")))
-    table = Table()
-    for column in ("step", "status", "attempt", "started", "finished", "detail"):
-        table.add_column(column)
-    for s in state.steps.values():
-        detail = s.reason or (s.error.message if s.error else "")
+    out.print(Text(f"run {run['id']}", style="bold"))
+    out.print(f"workflow {run['workflow']} v{run['version']}")
+    out.print(Text.assemble("status ", status_text(run["status"])))
+    table = _table("step", "status", "attempt", "started", "finished", "detail")
+    undo = [("undo " + s["id"], s) for s in run.get("compensations", [])]
+    for name, s in [(s["id"], s) for s in run["steps"]] + undo:
         table.add_row(
-            s.id,
-            Text(s.status, style=STYLE.get(s.status, "")),
-            str(s.attempt),
-            _time(s.started_at),
-            _time(s.finished_at),
-            detail,
+            name,
+            status_text(s["status"]),
+            str(s["attempt"]),
+            time_text(s["started_at"]),
+            time_text(s["finished_at"]),
+            s["reason"] or (s["error"] or {}).get("message", ""),
         )
     out.print(table)
-    if record.output is not None:
-        out.print("output: " + serde.dumps_text(record.output))
-    if record.error is not None:
-        out.print(Text(f"error: {record.error.message} [{record.error.code}]", style="red"))
+    if run["output"] is not None:
+        out.print("output: " + serde.dumps_text(run["output"]))
+    if run["error"] is not None:
+        error = run["error"]
+        out.print(Text(f"error: {error['message']} [{error['code']}]", style="red"))
+
+
+@runs.command("follow")
+@click.argument("run_id")
+@reports_errors
+@backend_options
+def follow_run(target: Target, run_id: str) -> None:
+    """Print a run's progress from its start until it ends; exit 0 if it succeeded, else 1."""
+
+    async def follow(backend: Backend) -> tuple[dict[str, Any], RunState]:
+        run = await backend.get_run(run_id)
+        workflow = await backend.get_workflow(run["workflow"], run["version"])
+        return workflow, await watch(backend.stream(run_id), ProgressPrinter(out))
+
+    out = console()
+    workflow, state = with_backend(target, follow)
+    summary(out, steps_of(workflow["definition"]), state)
+    raise SystemExit(0 if state.status == "succeeded" else 1)
 
 
 @runs.command("events")
 @click.argument("run_id")
-@database_url_option
-@tenant_option
 @click.option("--after", type=click.IntRange(min=0), default=0, help="Only events after this seq.")
 @json_option
 @reports_errors
-def run_events(database_url: str, tenant: str, run_id: str, after: int, as_json: bool) -> None:
-    """A run's history, in order."""
-    found: list[StoredEvent] = with_store(
-        database_url, lambda store: store.events(run_id, tenant=tenant, after=after)
-    )
-    for stored in found:
-        data = ev.to_data(stored.event)
+@backend_options
+def run_events(target: Target, run_id: str, after: int, as_json: bool) -> None:
+    """A run's history, in order (with --json, one event per line)."""
+    found = with_backend(target, lambda b: every_item(b.events, run_id, after))
+    for event in found:
         if as_json:
-            click.echo(serde.dumps_text({"seq": stored.seq, **data}))
+            click.echo(serde.dumps_text(event))
         else:
-            rest = {k: v for k, v in data.items() if k not in ("type", "at")}
-            click.echo(f"{stored.seq:>5} {data['at']} {data['type']} {serde.dumps_text(rest)}")
+            rest = {k: v for k, v in event.items() if k not in ("seq", "type", "at")}
+            click.echo(f"{event['seq']:>5} {event['at']} {event['type']} {serde.dumps_text(rest)}")
+
+
+@runs.command("logs")
+@click.argument("run_id")
+@click.option("--after", type=click.IntRange(min=0), default=0, help="Only lines after this id.")
+@json_option
+@reports_errors
+@backend_options
+def run_logs(target: Target, run_id: str, after: int, as_json: bool) -> None:
+    """What a run's steps logged, in order (with --json, one line's JSON per line)."""
+    found = with_backend(target, lambda b: every_item(b.logs, run_id, after))
+    for line in found:
+        if as_json:
+            click.echo(serde.dumps_text(line))
+            continue
+        step = f"undo {line['step_id']}" if line["compensation"] else line["step_id"]
+        fields = f" {serde.dumps_text(line['fields'])}" if line["fields"] else ""
+        click.echo(
+            f"{time_text(line['at'])} {step} #{line['attempt']} "
+            f"{line['level'].upper():<7} {line['message']}{fields}"
+        )
 
 
 @runs.command("cancel")
 @click.argument("run_id")
-@database_url_option
-@tenant_option
 @click.option("--reason", default="cancelled from the CLI", show_default=True)
+@json_option
 @reports_errors
-def cancel_run(database_url: str, tenant: str, run_id: str, reason: str) -> None:
+@backend_options
+def cancel_run(target: Target, run_id: str, reason: str, as_json: bool) -> None:
     """Cancel a run; running steps are stopped at their next heartbeat."""
-    record = with_store(
-        database_url, lambda store: store.cancel_run(run_id, tenant=tenant, reason=reason)
-    )
-    console().print(f"run {record.id} {record.status}")
+    _print_run(with_backend(target, lambda b: b.cancel(run_id, reason=reason)), as_json)
 
 
 @runs.command("retry")
 @click.argument("run_id")
-@database_url_option
-@tenant_option
+@json_option
 @reports_errors
-def retry_run(database_url: str, tenant: str, run_id: str) -> None:
+@backend_options
+def retry_run(target: Target, run_id: str, as_json: bool) -> None:
     """Run the failed steps of a failed or cancelled run again."""
-    record = with_store(database_url, lambda store: store.retry_run(run_id, tenant=tenant))
-    console().print(f"run {record.id} {record.status}")
+    _print_run(with_backend(target, lambda b: b.retry(run_id)), as_json)
+
+
+@runs.command("replay")
+@click.argument("run_id")
+@json_option
+@reports_errors
+@backend_options
+def replay_run(target: Target, run_id: str, as_json: bool) -> None:
+    """Start a new run of the same workflow version with the same input; print its id."""
+    _print_run(with_backend(target, lambda b: b.replay(run_id)), as_json)
 
 
 @runs.command("replay-check")
@@ -219,53 +246,52 @@ def replay_mismatches(record: RunRecord, history: Sequence[StoredEvent]) -> list
 
 @click.group()
 def dlq() -> None:
-    """Steps that failed for good."""
+    """Steps that failed for good (on the server with --url, else in the database)."""
 
 
 @dlq.command("ls")
-@database_url_option
-@tenant_option
 @click.option("--all", "include_requeued", is_flag=True, help="Include requeued letters.")
 @json_option
 @reports_errors
-def list_dead_letters(
-    database_url: str, tenant: str, include_requeued: bool, as_json: bool
-) -> None:
+@backend_options
+def list_dead_letters(target: Target, include_requeued: bool, as_json: bool) -> None:
     """Dead letters, oldest first."""
-    letters: list[DeadLetter] = with_store(
-        database_url,
-        lambda store: store.dead_letters(tenant=tenant, include_requeued=include_requeued),
-    )
+    letters = with_backend(target, lambda b: b.dead_letters(include_requeued=include_requeued))
     if as_json:
-        click.echo(serde.dumps_text([_data(letter) for letter in letters]))
+        click.echo(serde.dumps_text(letters))
         return
-    table = Table()
-    for column in ("id", "run", "step", "attempts", "error", "at"):
-        table.add_column(column)
-    for letter in letters:
-        step = f"{letter.step_id} (undo)" if letter.compensation else letter.step_id
-        error = f"{letter.error.message} [{letter.error.code}]"
+    table = _table("id", "run", "step", "attempts", "error", "at")
+    for letter in letters["items"]:
+        step = f"{letter['step_id']} (undo)" if letter["compensation"] else letter["step_id"]
+        error = f"{letter['error']['message']} [{letter['error']['code']}]"
         table.add_row(
-            str(letter.id),
-            letter.run_id,
+            str(letter["id"]),
+            letter["run_id"],
             step,
-            str(letter.attempts),
+            str(letter["attempts"]),
             error,
-            _time(letter.created_at),
+            time_text(letter["created_at"]),
         )
     console().print(table)
 
 
 @dlq.command("requeue")
 @click.argument("ids", nargs=-1, required=True, type=int)
-@database_url_option
-@tenant_option
+@json_option
 @reports_errors
-def requeue(database_url: str, tenant: str, ids: tuple[int, ...]) -> None:
+@backend_options
+def requeue(target: Target, ids: tuple[int, ...], as_json: bool) -> None:
     """Run the steps of these dead letters again (their runs are reopened)."""
-    records = with_store(database_url, lambda store: store.requeue(ids, tenant=tenant))
-    for record in records:
-        console().print(f"run {record.id} {record.status}")
+
+    async def requeue_each(backend: Backend) -> list[dict[str, Any]]:
+        return [run for i in ids for run in (await backend.requeue(i))["runs"]]
+
+    reopened = with_backend(target, requeue_each)
+    if as_json:
+        click.echo(serde.dumps_text({"runs": reopened}))
+        return
+    for run in reopened:
+        _print_run(run, as_json=False)
 
 
 @click.group()
@@ -274,28 +300,39 @@ def workers() -> None:
 
 
 @workers.command("ls")
-@database_url_option
 @json_option
 @reports_errors
-def list_workers(database_url: str, as_json: bool) -> None:
+@backend_options
+def list_workers(target: Target, as_json: bool) -> None:
     """Workers that ever registered, with their last heartbeat."""
-    found: list[WorkerRecord] = with_store(database_url, lambda store: store.list_workers())
+    found = with_backend(target, lambda b: b.workers())
     if as_json:
-        click.echo(serde.dumps_text([_data(w) for w in found]))
+        click.echo(serde.dumps_text(found))
         return
-    table = Table()
-    for column in ("id", "host", "pid", "concurrency", "last seen", "state"):
-        table.add_column(column)
-    for w in found:
-        state = Text("running", style="green") if w.running else Text("stopped", style="dim")
-        table.add_row(w.id, w.host, str(w.pid), str(w.concurrency), _time(w.last_seen), state)
+    table = _table("id", "host", "pid", "concurrency", "last seen", "state")
+    for w in found["items"]:
+        state = Text("running", style="green") if w["running"] else Text("stopped", style="dim")
+        table.add_row(
+            w["id"],
+            w["host"],
+            str(w["pid"]),
+            str(w["concurrency"]),
+            time_text(w["last_seen"]),
+            state,
+        )
     console().print(table)
 
 
-def _time(at: datetime | None) -> str:
-    return "" if at is None else at.isoformat(timespec="milliseconds")
+def _table(*columns: str) -> Table:
+    table = Table()
+    for column in columns:
+        table.add_column(column)
+    return table
 
 
-def _data(record: Any) -> Any:
-    """A record as JSON data."""
-    return serde.loads(serde.dumps(dataclasses.asdict(record)))
+def _print_run(run: dict[str, Any], as_json: bool) -> None:
+    """``run ID STATUS`` (what an action left the run in), or its JSON."""
+    if as_json:
+        click.echo(serde.dumps_text(run))
+    else:
+        console().print(f"run {run['id']} {run['status']}")

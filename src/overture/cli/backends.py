@@ -1,0 +1,353 @@
+"""Where the ``runs``, ``dlq``, ``workers`` and ``workflows`` commands find their data.
+
+With ``--url`` (or ``OVERTURE_URL``, or ``url`` in the settings file) they ask that server, as
+the tenant of ``--api-key``; otherwise they open the database at ``--database-url`` as
+``--tenant``. Both answer in the API's JSON (``DatabaseBackend`` builds it with ``api.views``),
+so each command renders one shape whichever it talks to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar, cast
+
+import click
+from click.core import ParameterSource
+
+from overture import serde
+from overture.api import views
+from overture.cli.common import database_url_option, setting_option, tenant_option, with_store
+from overture.core.loader import load_workflow
+from overture.core.state import TERMINAL_RUN, RunStatus
+from overture.handlers.registry import BUILTIN_HANDLER_NAMES
+from overture.remote import ApiProblem, RemoteClient, normalise_url
+from overture.settings import SETTINGS, read_config, resolve_setting
+from overture.store.base import Store
+from overture.store.records import StartRun
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+FIRST_PAUSE, LONGEST_PAUSE = 0.02, 0.5
+"""Seconds between polls of a quiet run while following it in the database."""
+KEY_HINT = "pass --api-key KEY or set OVERTURE_API_KEY (keys come from `overture keys create`)"
+
+
+class Backend(Protocol):
+    """The operations the commands use; ``RemoteClient`` is the server's implementation."""
+
+    async def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> dict[str, Any]: ...
+
+    async def get_run(self, run_id: str) -> dict[str, Any]: ...
+
+    async def events(
+        self, run_id: str, *, after: int = 0, limit: int | None = None
+    ) -> dict[str, Any]: ...
+
+    async def logs(
+        self, run_id: str, *, after: int = 0, limit: int | None = None
+    ) -> dict[str, Any]: ...
+
+    def stream(self, run_id: str, *, after: int = 0) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def cancel(self, run_id: str, *, reason: str | None = None) -> dict[str, Any]: ...
+
+    async def retry(self, run_id: str, *, steps: Sequence[str] | None = None) -> dict[str, Any]: ...
+
+    async def replay(self, run_id: str) -> dict[str, Any]: ...
+
+    async def dead_letters(self, *, include_requeued: bool = False) -> dict[str, Any]: ...
+
+    async def requeue(self, letter_id: int) -> dict[str, Any]: ...
+
+    async def workers(self) -> dict[str, Any]: ...
+
+    async def list_workflows(self) -> dict[str, Any]: ...
+
+    async def get_workflow(self, name: str, version: int | None = None) -> dict[str, Any]: ...
+
+    async def register_workflow(self, definition: Path) -> dict[str, Any]: ...
+
+
+def _json(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` as it would come over HTTP (times as RFC 3339 text)."""
+    plain: dict[str, Any] = serde.loads(serde.dumps(data))
+    return plain
+
+
+class DatabaseBackend:
+    """The API's operations, straight on a database, as one tenant."""
+
+    def __init__(self, store: Store, tenant: str) -> None:
+        self.store = store
+        self.tenant = tenant
+
+    async def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        page = await self.store.list_runs(
+            tenant=self.tenant,
+            status=cast(RunStatus | None, status),
+            workflow=workflow,
+            cursor=cursor,
+            limit=limit or 50,
+        )
+        return _json({"items": [views.run(r) for r in page.items], "next_cursor": page.next_cursor})
+
+    async def get_run(self, run_id: str) -> dict[str, Any]:
+        record = await self.store.get_run(run_id, tenant=self.tenant)
+        state = await self.store.run_state(run_id, tenant=self.tenant)
+        workflow = await self.store.get_workflow(
+            record.workflow, record.version, tenant=self.tenant
+        )
+        return _json(views.run_detail(record, state, workflow.workflow))
+
+    async def events(
+        self, run_id: str, *, after: int = 0, limit: int | None = None
+    ) -> dict[str, Any]:
+        found = await self.store.events(run_id, tenant=self.tenant, after=after, limit=limit)
+        more = limit is not None and len(found) == limit and found
+        return _json(
+            {
+                "items": [views.event(e) for e in found],
+                "next_after": found[-1].seq if more else None,
+            }
+        )
+
+    async def logs(
+        self, run_id: str, *, after: int = 0, limit: int | None = None
+    ) -> dict[str, Any]:
+        found = await self.store.logs(run_id, tenant=self.tenant, after=after, limit=limit)
+        more = limit is not None and len(found) == limit and found
+        return _json(
+            {
+                "items": [views.log(line) for line in found],
+                "next_after": found[-1].id if more else None,
+            }
+        )
+
+    async def stream(self, run_id: str, *, after: int = 0) -> AsyncIterator[dict[str, Any]]:
+        """The run's events after ``after`` as they are stored, until it has finished."""
+        pause = FIRST_PAUSE
+        while True:
+            found = await self.store.events(run_id, tenant=self.tenant, after=after)
+            for stored in found:
+                yield _json(views.event(stored))
+                after, pause = stored.seq, FIRST_PAUSE
+            if found:
+                continue
+            run = await self.store.get_run(run_id, tenant=self.tenant)
+            if run.status in TERMINAL_RUN and run.events <= after:
+                return
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, LONGEST_PAUSE)
+
+    async def cancel(self, run_id: str, *, reason: str | None = None) -> dict[str, Any]:
+        record = await self.store.cancel_run(
+            run_id, tenant=self.tenant, reason=reason or "cancelled"
+        )
+        return _json(views.run(record))
+
+    async def retry(self, run_id: str, *, steps: Sequence[str] | None = None) -> dict[str, Any]:
+        record = await self.store.retry_run(run_id, tenant=self.tenant, steps=steps)
+        return _json(views.run(record))
+
+    async def replay(self, run_id: str) -> dict[str, Any]:
+        old = await self.store.get_run(run_id, tenant=self.tenant)
+        record, _ = await self.store.start_run(
+            StartRun(
+                workflow=old.workflow,
+                version=old.version,
+                input=old.input,
+                tenant=self.tenant,
+                priority=old.priority,
+                correlation_id=old.correlation_id,
+            )
+        )
+        return _json(views.run(record))
+
+    async def dead_letters(self, *, include_requeued: bool = False) -> dict[str, Any]:
+        found = await self.store.dead_letters(tenant=self.tenant, include_requeued=include_requeued)
+        return _json({"items": [views.dead_letter(d) for d in found]})
+
+    async def requeue(self, letter_id: int) -> dict[str, Any]:
+        runs = await self.store.requeue([letter_id], tenant=self.tenant)
+        return _json({"runs": [views.run(r) for r in runs]})
+
+    async def workers(self) -> dict[str, Any]:
+        return _json({"items": [views.worker(w) for w in await self.store.list_workers()]})
+
+    async def list_workflows(self) -> dict[str, Any]:
+        """The latest version of each workflow."""
+        latest = views.latest_versions(await self.store.list_workflows(tenant=self.tenant))
+        return _json({"items": [views.workflow_summary(w) for w in latest]})
+
+    async def get_workflow(self, name: str, version: int | None = None) -> dict[str, Any]:
+        versions = await self.store.workflow_versions(name, tenant=self.tenant)
+        record = await self.store.get_workflow(name, version, tenant=self.tenant)
+        return _json(views.workflow(record, [w.version for w in versions]))
+
+    async def register_workflow(self, definition: Path) -> dict[str, Any]:
+        """Validated against the handlers built in and those of running workers, as the API
+        does (``WorkflowInvalid`` or ``DocumentInvalid`` if it is not valid)."""
+        handlers = set(BUILTIN_HANDLER_NAMES)
+        for worker in await self.store.list_workers():
+            if worker.running:
+                handlers.update(worker.handlers)
+        record = await self.store.register_workflow(
+            load_workflow(definition, handlers=handlers), tenant=self.tenant
+        )
+        return await self.get_workflow(record.name, record.version)
+
+
+# --- choosing one --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Target:
+    """What a command talks to: the server at ``url``, or else the database."""
+
+    url: str | None
+    api_key: str | None
+    database_url: str
+    tenant: str
+
+
+def explicit_setting(name: str) -> Any:
+    """A setting's value from its variable or the settings file; None when neither sets it."""
+    setting = SETTINGS[name]
+    if setting.env in os.environ:
+        return setting.parse(os.environ[setting.env], setting.env)
+    values, source = read_config(None, os.environ)
+    return setting.parse(values[name], source) if name in values else None
+
+
+def server_url(url: str) -> str:
+    """``url`` checked, as a usage error when it is not one."""
+    try:
+        return normalise_url(url)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--url") from None
+
+
+def given_here(name: str) -> bool:
+    """Whether the command line gave parameter ``name``."""
+    source = click.get_current_context().get_parameter_source(name)
+    return source is ParameterSource.COMMANDLINE
+
+
+def _target(url: str | None, api_key: str | None, database_url: str, tenant: str) -> Target:
+    """A server if a URL is given (a --database-url flag beats one from the environment or the
+    settings file, as flags beat variables), else the database."""
+    if url is None and not given_here("database_url"):
+        url = explicit_setting("url")
+    if url is None:
+        if given_here("api_key"):
+            raise click.UsageError("--api-key is for a server: give its --url too")
+        return Target(url=None, api_key=None, database_url=database_url, tenant=tenant)
+    if given_here("database_url"):
+        raise click.UsageError("give --url (a server) or --database-url (a database), not both")
+    if given_here("tenant"):
+        raise click.UsageError(
+            "--tenant is for the database; a server acts as the tenant of the API key "
+            "(a URL came from --url, OVERTURE_URL or the settings file)"
+        )
+    if api_key is None:
+        api_key = resolve_setting("api_key")
+    return Target(url=server_url(url), api_key=api_key, database_url=database_url, tenant=tenant)
+
+
+def backend_options(command: F) -> F:
+    """Add ``--url``, ``--api-key``, ``--database-url`` and ``--tenant``; the command receives
+    them as one ``target``."""
+
+    @functools.wraps(command)
+    def with_target(
+        *args: Any, url: str | None, api_key: str | None, database_url: str, tenant: str, **kw: Any
+    ) -> Any:
+        return command(*args, target=_target(url, api_key, database_url, tenant), **kw)
+
+    options = (
+        tenant_option,
+        database_url_option,
+        setting_option("api_key", metavar="KEY"),
+        _server_option,
+    )
+    for option in options:
+        with_target = option(with_target)
+    return with_target  # type: ignore[return-value]
+
+
+def _server_option(command: F) -> F:
+    """``--url``, whose help says that without it these commands use the database."""
+    command = setting_option("url", metavar="URL")(command)
+    # setting_option's help names the setting's default, which is not used here: only a given
+    # URL means a server.
+    url = command.__click_params__[-1]  # type: ignore[attr-defined]
+    url.help = f"Ask this Overture server instead of the database. [env: {SETTINGS['url'].env}]"
+    return command
+
+
+@asynccontextmanager
+async def server(url: str, api_key: str | None) -> AsyncIterator[RemoteClient]:
+    """A client of the server at ``url``; a refused key says how to pass one."""
+    async with RemoteClient(url, api_key=api_key) as client:
+        try:
+            yield client
+        except ApiProblem as problem:
+            if problem.status != 401:
+                raise
+            raise ApiProblem(
+                status=problem.status,
+                code=problem.code,
+                detail=f"{problem.detail}; {KEY_HINT}",
+                title=problem.title,
+                type=problem.type,
+                errors=problem.errors,
+            ) from None
+
+
+def with_backend(target: Target, work: Callable[[Backend], Awaitable[T]]) -> T:
+    """Run ``work`` on the server or the database ``target`` names."""
+    if target.url is None:
+        return with_store(
+            target.database_url, lambda store: work(DatabaseBackend(store, target.tenant))
+        )
+    url = target.url
+
+    async def remotely() -> T:
+        async with server(url, target.api_key) as client:
+            return await work(client)
+
+    return asyncio.run(remotely())
+
+
+async def every_item(
+    fetch: Callable[..., Awaitable[dict[str, Any]]], run_id: str, after: int
+) -> list[dict[str, Any]]:
+    """Every item of a run's paged listing (events or logs) after ``after``."""
+    items: list[dict[str, Any]] = []
+    while True:
+        page = await fetch(run_id, after=after)
+        items += page["items"]
+        if page.get("next_after") is None:
+            return items
+        after = page["next_after"]
