@@ -9,6 +9,11 @@
     ├── SecretMissing          a ``${secrets.NAME}`` reference has no value in the worker
     ├── HandlerNotFound        no handler is registered under a name
     ├── InputInvalid           a run's input does not match the workflow's JSON Schema
+    ├── NotFound, Conflict, NotRetryable, InvalidCursor   what the stores refuse (below)
+    ├── DatabaseUrlInvalid, SchemaOutdated                 the database cannot be used
+    ├── SettingsInvalid        a setting's value (settings.py) cannot be used
+    ├── ServeRefused, WorkflowFilesInvalid   `overture serve` will not start (api/server.py)
+    ├── ApiProblem, ServerUnreachable        what RemoteClient raises (remote.py)
     └── StepError              raised by a handler to say how its step failed
         ├── Retry              "try again", optionally after ``delay`` seconds
         └── NonRetryable       "do not try again": the step fails at once

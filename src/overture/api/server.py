@@ -201,6 +201,10 @@ class Server:
             lifespan="off",
             log_config=None,
             access_log=False,
+            # No X-Forwarded-* rewriting: nothing here reads the client address, and trusting
+            # it is a deployment decision (a proxy in front can set it).
+            proxy_headers=False,
+            server_header=False,
             timeout_graceful_shutdown=max(1, int(self.settings.grace)),
         )
         self.uvicorn = _Uvicorn(config)

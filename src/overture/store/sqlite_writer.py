@@ -9,6 +9,7 @@ neighbours down with it (its in-memory effects are undone through ``forget``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import sqlite3
 import threading
@@ -21,9 +22,14 @@ from overture.store.sqlfiles import queries
 
 T = TypeVar("T")
 Q = queries("sqlite")
+logger = logging.getLogger("overture.store")
+
 MAX_BATCH = 512
 """Writes committed together at most: bounds the latency a batch adds to its first write."""
 
+
+CHECKPOINT_EVERY = 0.5
+"""Seconds between WAL checkpoints (the WAL grows by at most what is written in between)."""
 
 BUSY_TIMEOUT = 30.0
 """Seconds a connection waits for another one's lock before giving up."""
@@ -90,6 +96,7 @@ class GroupCommit:
         self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="overture-write", daemon=True)
         self._thread.start()
+        self._checkpointer = Checkpointer(path, synchronous)
 
     async def submit(self, fn: Callable[[Tx], T]) -> T:
         """Run ``fn`` in the next batch; its result (or exception) once the batch commits."""
@@ -102,9 +109,13 @@ class GroupCommit:
         """Commit what is queued, then end the thread."""
         self._queue.put(None)
         await asyncio.to_thread(self._thread.join)
+        await asyncio.to_thread(self._checkpointer.stop)
 
     def _loop(self) -> None:
         conn = connect(self.path, self.synchronous)
+        # Checkpoints are the checkpointer thread's: done inline, one would stall a commit (and
+        # every write in its batch) for as long as copying the WAL and an fsync take.
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
         try:
             while True:
                 first = self._queue.get()
@@ -159,6 +170,38 @@ class GroupCommit:
         _settle_all(results)
         if enqueued:
             self._enqueued()
+
+
+class Checkpointer:
+    """Copies the WAL back into the database file every ``CHECKPOINT_EVERY`` seconds, in a
+    thread of its own. PASSIVE checkpoints never wait for (nor block) the writer or readers;
+    the WAL is rewound from its start by the first commit after a complete one."""
+
+    def __init__(self, path: str, synchronous: str) -> None:
+        self.path, self.synchronous = path, synchronous
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="overture-checkpoint", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        conn = connect(self.path, self.synchronous)
+        try:
+            while not self._stopping.wait(CHECKPOINT_EVERY):
+                self._checkpoint(conn, "PASSIVE")
+            self._checkpoint(conn, "TRUNCATE")  # leave a small file behind
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _checkpoint(conn: sqlite3.Connection, mode: str) -> None:
+        try:
+            conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        except sqlite3.Error as error:  # a busy database now is not a failure: try again later
+            logger.debug("WAL checkpoint (%s) skipped: %s", mode, error)
 
 
 def _settle_all(results: list[tuple[_Write, bool, Any]]) -> None:
