@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
 from starlette.responses import Response
@@ -46,6 +46,12 @@ def run_at(delay: float | None, at: datetime | None) -> datetime | None:
     if delay is not None:
         return datetime.now(UTC) + timedelta(seconds=delay)
     return at
+
+
+def _page_after(items: list[dict[str, Any]], last: int | None, limit: int) -> Response:
+    """A page of a run's history or logs; ``next_after`` is set when the page was full."""
+    full = len(items) == limit
+    return views.JSONResponse({"items": items, "next_after": last if full else None})
 
 
 def one_key(body: str | None, header: str | None) -> str | None:
@@ -141,13 +147,7 @@ async def list_events(
     limit: Limit = MAX_LIST,
 ) -> Response:
     found = await s.store.events(run_id, tenant=who.tenant, after=after, limit=limit)
-    more = len(found) == limit
-    return views.JSONResponse(
-        {
-            "items": [views.event(e) for e in found],
-            "next_after": found[-1].seq if more and found else None,
-        }
-    )
+    return _page_after([views.event(e) for e in found], found[-1].seq if found else None, limit)
 
 
 @router.get(
@@ -161,13 +161,7 @@ async def list_logs(
     limit: Limit = MAX_LIST,
 ) -> Response:
     found = await s.store.logs(run_id, tenant=who.tenant, after=after, limit=limit)
-    more = len(found) == limit
-    return views.JSONResponse(
-        {
-            "items": [views.log(line) for line in found],
-            "next_after": found[-1].id if more and found else None,
-        }
-    )
+    return _page_after([views.log(line) for line in found], found[-1].id if found else None, limit)
 
 
 @router.get(
