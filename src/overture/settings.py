@@ -15,7 +15,7 @@ import difflib
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -245,12 +245,11 @@ def load_settings(
         elif name in file_values:
             values[name] = setting.parse(file_values[name], file_name)
             sources[name] = file_name
-    known = {f.name for f in fields(Settings)}
-    return Settings(**{k: v for k, v in values.items() if k in known}, sources=sources)
+    return Settings(**values, sources=sources)
 
 
-def resolve_setting(name: str, environ: Mapping[str, str] | None = None) -> Any:
-    """One setting from the environment, else the config file, else its default."""
+def explicit_setting(name: str, environ: Mapping[str, str] | None = None) -> Any:
+    """One setting from the environment, else the config file; None when neither sets it."""
     environ = os.environ if environ is None else environ
     setting = SETTINGS[name]
     if setting.env in environ:
@@ -258,7 +257,13 @@ def resolve_setting(name: str, environ: Mapping[str, str] | None = None) -> Any:
     file_values, file_name = read_config(None, environ)
     if name in file_values:
         return setting.parse(file_values[name], file_name)
-    return setting.default
+    return None
+
+
+def resolve_setting(name: str, environ: Mapping[str, str] | None = None) -> Any:
+    """One setting from the environment, else the config file, else its default."""
+    value = explicit_setting(name, environ)
+    return SETTINGS[name].default if value is None else value
 
 
 def read_config(

@@ -23,7 +23,7 @@ import uvicorn
 
 from overture.api.app import create_app
 from overture.api.services import Services
-from overture.core.loader import load_workflow
+from overture.core.loader import WORKFLOW_SUFFIXES, load_workflow
 from overture.core.model import Workflow
 from overture.errors import DocumentInvalid, OvertureError, Problem, WorkflowInvalid
 from overture.handlers.registry import BUILTIN_HANDLER_NAMES, HandlerRegistry
@@ -34,7 +34,6 @@ from overture.store import Store, create_store, redact_url
 
 logger = logging.getLogger("overture.serve")
 
-WORKFLOW_SUFFIXES = (".yml", ".yaml", ".json")
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 

@@ -32,12 +32,14 @@ class Services:
         """Handlers some worker can run: built-in, this process's, and running workers'."""
         now = time.monotonic()
         if now - self._worker_handlers_at > WORKER_HANDLERS_TTL:
-            names: set[str] = set()
-            for worker in await self.store.list_workers():
-                if worker.running:
-                    names.update(worker.handlers)
-            self._worker_handlers, self._worker_handlers_at = frozenset(names), now
+            self._worker_handlers = await running_handlers(self.store)
+            self._worker_handlers_at = now
         return BUILTIN_HANDLER_NAMES | self.local_handlers | self._worker_handlers
+
+
+async def running_handlers(store: Store) -> frozenset[str]:
+    """The handlers of the workers running now."""
+    return frozenset(h for w in await store.list_workers() if w.running for h in w.handlers)
 
 
 async def services(request: Request) -> Services:

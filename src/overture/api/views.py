@@ -13,6 +13,7 @@ from overture.core import events as ev
 from overture.core.events import ErrorInfo
 from overture.core.model import Workflow
 from overture.core.state import RunState, StepState
+from overture.errors import NotFound
 from overture.store.records import (
     DeadLetter,
     LogRecord,
@@ -108,7 +109,7 @@ def task(record: RunRecord, state: RunState, handler: str) -> dict[str, Any]:
     }
 
 
-def _triggers(workflow: Workflow) -> dict[str, list[str]]:
+def triggers(workflow: Workflow) -> dict[str, list[str]]:
     on = workflow.on
     found = {"events": on.events, "cron": on.cron, "webhook": on.webhook}
     return {kind: list(values) for kind, values in found.items() if values}
@@ -130,7 +131,7 @@ def workflow_summary(record: WorkflowRecord) -> dict[str, Any]:
         "disabled": record.disabled,
         "created_at": record.created_at,
         "steps": len(record.workflow.steps),
-        "triggers": _triggers(record.workflow),
+        "triggers": triggers(record.workflow),
     }
 
 
@@ -182,3 +183,20 @@ def log(line: LogRecord) -> dict[str, Any]:
         "message": line.message,
         "fields": line.fields,
     }
+
+
+def page_after(items: list[dict[str, Any]], last: int | None, limit: int | None) -> dict[str, Any]:
+    """A page of a run's history or logs; ``next_after`` is set when the page was full."""
+    full = limit is not None and len(items) == limit
+    return {"items": items, "next_after": last if full else None}
+
+
+def workflow_version(
+    versions: list[WorkflowRecord], name: str, version: int | None
+) -> dict[str, Any]:
+    """One of ``versions`` (newest first; None: the latest), as ``NotFound`` when absent."""
+    numbers = [w.version for w in versions]
+    for record in versions:
+        if version is None or record.version == version:
+            return workflow(record, numbers)
+    raise NotFound("workflow", name if version is None else f"{name} v{version}")

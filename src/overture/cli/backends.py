@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,21 +20,20 @@ import click
 from click.core import ParameterSource
 
 from overture import serde
-from overture.api import views
+from overture.api import runs, views
+from overture.api.services import running_handlers
+from overture.api.stream import FIRST_PAUSE, LONGEST_PAUSE
 from overture.cli.common import database_url_option, setting_option, tenant_option, with_store
 from overture.core.loader import load_workflow
 from overture.core.state import TERMINAL_RUN, RunStatus
 from overture.handlers.registry import BUILTIN_HANDLER_NAMES
 from overture.remote import ApiProblem, RemoteClient, normalise_url
-from overture.settings import SETTINGS, read_config, resolve_setting
+from overture.settings import SETTINGS, explicit_setting, resolve_setting
 from overture.store.base import Store
-from overture.store.records import StartRun
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
-FIRST_PAUSE, LONGEST_PAUSE = 0.02, 0.5
-"""Seconds between polls of a quiet run while following it in the database."""
 KEY_HINT = "pass --api-key KEY or set OVERTURE_API_KEY (keys come from `overture keys create`)"
 
 
@@ -113,36 +111,21 @@ class DatabaseBackend:
         return _json({"items": [views.run(r) for r in page.items], "next_cursor": page.next_cursor})
 
     async def get_run(self, run_id: str) -> dict[str, Any]:
-        record = await self.store.get_run(run_id, tenant=self.tenant)
-        state = await self.store.run_state(run_id, tenant=self.tenant)
-        workflow = await self.store.get_workflow(
-            record.workflow, record.version, tenant=self.tenant
-        )
-        return _json(views.run_detail(record, state, workflow.workflow))
+        return _json(await runs.run_detail(self.store, run_id, self.tenant))
 
     async def events(
         self, run_id: str, *, after: int = 0, limit: int | None = None
     ) -> dict[str, Any]:
         found = await self.store.events(run_id, tenant=self.tenant, after=after, limit=limit)
-        more = limit is not None and len(found) == limit and found
-        return _json(
-            {
-                "items": [views.event(e) for e in found],
-                "next_after": found[-1].seq if more else None,
-            }
-        )
+        last = found[-1].seq if found else None
+        return _json(views.page_after([views.event(e) for e in found], last, limit))
 
     async def logs(
         self, run_id: str, *, after: int = 0, limit: int | None = None
     ) -> dict[str, Any]:
         found = await self.store.logs(run_id, tenant=self.tenant, after=after, limit=limit)
-        more = limit is not None and len(found) == limit and found
-        return _json(
-            {
-                "items": [views.log(line) for line in found],
-                "next_after": found[-1].id if more else None,
-            }
-        )
+        last = found[-1].id if found else None
+        return _json(views.page_after([views.log(line) for line in found], last, limit))
 
     async def stream(self, run_id: str, *, after: int = 0) -> AsyncIterator[dict[str, Any]]:
         """The run's events after ``after`` as they are stored, until it has finished."""
@@ -171,26 +154,15 @@ class DatabaseBackend:
         return _json(views.run(record))
 
     async def replay(self, run_id: str) -> dict[str, Any]:
-        old = await self.store.get_run(run_id, tenant=self.tenant)
-        record, _ = await self.store.start_run(
-            StartRun(
-                workflow=old.workflow,
-                version=old.version,
-                input=old.input,
-                tenant=self.tenant,
-                priority=old.priority,
-                correlation_id=old.correlation_id,
-            )
-        )
-        return _json(views.run(record))
+        return _json(views.run(await runs.replay(self.store, run_id, self.tenant)))
 
     async def dead_letters(self, *, include_requeued: bool = False) -> dict[str, Any]:
         found = await self.store.dead_letters(tenant=self.tenant, include_requeued=include_requeued)
         return _json({"items": [views.dead_letter(d) for d in found]})
 
     async def requeue(self, letter_id: int) -> dict[str, Any]:
-        runs = await self.store.requeue([letter_id], tenant=self.tenant)
-        return _json({"runs": [views.run(r) for r in runs]})
+        reopened = await self.store.requeue([letter_id], tenant=self.tenant)
+        return _json({"runs": [views.run(r) for r in reopened]})
 
     async def workers(self) -> dict[str, Any]:
         return _json({"items": [views.worker(w) for w in await self.store.list_workers()]})
@@ -202,20 +174,17 @@ class DatabaseBackend:
 
     async def get_workflow(self, name: str, version: int | None = None) -> dict[str, Any]:
         versions = await self.store.workflow_versions(name, tenant=self.tenant)
-        record = await self.store.get_workflow(name, version, tenant=self.tenant)
-        return _json(views.workflow(record, [w.version for w in versions]))
+        return _json(views.workflow_version(versions, name, version))
 
     async def register_workflow(self, definition: Path) -> dict[str, Any]:
         """Validated against the handlers built in and those of running workers, as the API
         does (``WorkflowInvalid`` or ``DocumentInvalid`` if it is not valid)."""
-        handlers = set(BUILTIN_HANDLER_NAMES)
-        for worker in await self.store.list_workers():
-            if worker.running:
-                handlers.update(worker.handlers)
+        handlers = BUILTIN_HANDLER_NAMES | await running_handlers(self.store)
         record = await self.store.register_workflow(
             load_workflow(definition, handlers=handlers), tenant=self.tenant
         )
-        return await self.get_workflow(record.name, record.version)
+        versions = await self.store.workflow_versions(record.name, tenant=self.tenant)
+        return _json(views.workflow(record, [w.version for w in versions]))
 
 
 # --- choosing one --------------------------------------------------------------------------------
@@ -229,15 +198,6 @@ class Target:
     api_key: str | None
     database_url: str
     tenant: str
-
-
-def explicit_setting(name: str) -> Any:
-    """A setting's value from its variable or the settings file; None when neither sets it."""
-    setting = SETTINGS[name]
-    if setting.env in os.environ:
-        return setting.parse(os.environ[setting.env], setting.env)
-    values, source = read_config(None, os.environ)
-    return setting.parse(values[name], source) if name in values else None
 
 
 def server_url(url: str) -> str:

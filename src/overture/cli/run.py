@@ -21,9 +21,9 @@ from overture.cli.common import database_url_option, reports_errors, setting_opt
 from overture.cli.console import console, parse_assignments, print_problems
 from overture.cli.progress import ProgressPrinter, steps_of, summary, watch
 from overture.cli.run_on_server import ServerRun, run_on_server
-from overture.cli.workflows import WORKFLOW_SUFFIXES, load_handler_names, report_invalid
+from overture.cli.workflows import load_handler_names, report_invalid
 from overture.core.document import read_document
-from overture.core.loader import load_workflow
+from overture.core.loader import WORKFLOW_SUFFIXES, load_workflow
 from overture.core.model import Workflow
 from overture.core.state import RunState
 from overture.core.validate import handler_problems

@@ -13,16 +13,16 @@ from rich.table import Table
 from rich.text import Text
 
 from overture import serde
+from overture.api import views
 from overture.cli.backends import Backend, Target, backend_options, with_backend
 from overture.cli.common import json_option, reports_errors
 from overture.cli.console import console, print_problems, time_text
-from overture.core.loader import load_workflow
+from overture.core.loader import WORKFLOW_SUFFIXES, load_workflow
 from overture.core.model import Workflow
 from overture.errors import DocumentInvalid, Problem, WorkflowInvalid
 from overture.handlers.registry import BUILTIN_HANDLER_NAMES, load_registry
 from overture.remote import ApiProblem
 
-WORKFLOW_SUFFIXES = (".yml", ".yaml", ".json")
 LOCATED_CODES = ("workflow_invalid", "document_invalid")
 """The API's codes for a definition refused with its problems located in ``errors``."""
 
@@ -93,15 +93,12 @@ def load_handler_names(target: str) -> set[str]:
 
 def describe(workflow: Workflow) -> str:
     """``name v1 · 3 steps · on events a, b; cron 0 7 * * *``."""
-    on = workflow.on
-    found = (("events", on.events), ("cron", on.cron), ("webhook", on.webhook))
-    triggers = {kind: list(values) for kind, values in found if values}
     return summarise(
         {
             "name": workflow.name,
             "version": workflow.version,
             "steps": len(workflow.steps),
-            "triggers": triggers,
+            "triggers": views.triggers(workflow),
         }
     )
 

@@ -18,6 +18,9 @@ from overture.errors import Problem, WorkflowInvalid
 
 Path = tuple[str | int, ...]
 
+WORKFLOW_SUFFIXES = (".yml", ".yaml", ".json")
+"""What a workflow file is called: how directories of them are read."""
+
 
 def load_workflow(
     path: str | os.PathLike[str], *, handlers: Collection[str] | None = None

@@ -26,6 +26,7 @@ from overture.ids import new_run_id
 from overture.runtime.context import StepContext
 from overture.runtime.executor import Outcome, execute
 from overture.serde import JSON
+from overture.store import facts
 
 Listener = Callable[[ev.Event], None]
 Key = tuple[str, bool]  # (step id, is compensation): one queued or running attempt each
@@ -201,27 +202,10 @@ class _Run:
             self._finish(job, task.result())
 
     def _finish(self, job: cmd.Job, outcome: Outcome) -> None:
-        at, step_id, attempt, compensation = self._now(), job.step_id, job.attempt, job.compensation
-        if outcome.error is None:
-            self.record(
-                ev.StepSucceeded(
-                    at=at,
-                    step_id=step_id,
-                    attempt=attempt,
-                    output=outcome.output,
-                    compensation=compensation,
-                )
-            )
-        else:
-            self.record(
-                ev.StepFailed(
-                    at=at,
-                    step_id=step_id,
-                    attempt=attempt,
-                    error=outcome.error,
-                    compensation=compensation,
-                )
-            )
+        ended = facts.attempt_ended(
+            outcome, job.step_id, job.attempt, job.compensation, self._now()
+        )
+        self.record(ended)
 
     async def _stop_all(self) -> None:
         for task in self.running:

@@ -277,7 +277,6 @@ class Worker:
             )
         except Exception:
             logger.exception("heartbeat failed")
-            lost = set()
             expired = [r for r in held if time.monotonic() > r.expires]
             self._abandon(expired, "its lease ran out while the database was unreachable")
             return

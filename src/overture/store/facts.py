@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Protocol
 
 from overture.core import events as ev
+from overture.core.events import ErrorInfo
 from overture.core.model import Workflow
 from overture.core.state import RunState
 from overture.serde import JSON
-from overture.store.records import Completion, StartRun
+from overture.store.records import StartRun
 
 
 def given(*events: ev.Event) -> Callable[[RunState], list[ev.Event]]:
@@ -35,8 +37,18 @@ def run_started(
     )
 
 
+class Ended(Protocol):
+    """How an attempt ended: a worker's ``Completion`` or the local runner's ``Outcome``."""
+
+    @property
+    def output(self) -> JSON: ...
+
+    @property
+    def error(self) -> ErrorInfo | None: ...
+
+
 def attempt_ended(
-    done: Completion, step_id: str, attempt: int, compensation: bool, at: datetime
+    done: Ended, step_id: str, attempt: int, compensation: bool, at: datetime
 ) -> ev.StepSucceeded | ev.StepFailed:
     """What a worker's completion records: the output, or the error."""
     if done.error is None:

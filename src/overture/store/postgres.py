@@ -161,7 +161,7 @@ class PostgresStore(PostgresWorkflows, PostgresKeys):
 
     async def run_state(self, run_id: str, *, tenant: str | None = DEFAULT_TENANT) -> RunState:
         async with self._connection() as conn:
-            load_run(await conn.fetchrow(Q["run_get"], run_id), run_id, self.codec, tenant)
+            rows.check_run(await conn.fetchrow(Q["run_get"], run_id), run_id, tenant)
             found = await conn.fetch(Q["events_after"], run_id, 0, None)
         return fold(self.codec.decode(data) for _, data in found)
 
@@ -202,7 +202,7 @@ class PostgresStore(PostgresWorkflows, PostgresKeys):
         limit: int | None = None,
     ) -> list[StoredEvent]:
         async with self._connection() as conn:
-            load_run(await conn.fetchrow(Q["run_get"], run_id), run_id, self.codec, tenant)
+            rows.check_run(await conn.fetchrow(Q["run_get"], run_id), run_id, tenant)
             found = await conn.fetch(Q["events_after"], run_id, after, limit)
         return [
             StoredEvent(run_id=run_id, seq=seq, event=self.codec.decode(data))
@@ -218,7 +218,7 @@ class PostgresStore(PostgresWorkflows, PostgresKeys):
         limit: int | None = None,
     ) -> list[LogRecord]:
         async with self._connection() as conn:
-            load_run(await conn.fetchrow(Q["run_get"], run_id), run_id, self.codec, tenant)
+            rows.check_run(await conn.fetchrow(Q["run_get"], run_id), run_id, tenant)
             found = await conn.fetch(Q["step_logs_after"], run_id, after, limit)
         return [rows.log_record(row, when) for row in found]
 

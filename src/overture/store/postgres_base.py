@@ -263,6 +263,5 @@ class PostgresBase:
 def load_run(row: Any, run_id: str, codec: EventCodec, tenant: str | None) -> RunRecord:
     """The run a ``run_get`` row holds; ``NotFound`` for no row or another tenant's run (None:
     any tenant)."""
-    if row is None or (tenant is not None and row[1] != tenant):
-        raise NotFound("run", run_id)
+    rows.check_run(row, run_id, tenant)
     return rows.run_record(row, codec, when)

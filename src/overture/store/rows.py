@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from overture import serde
 from overture.core.state import RunStatus
+from overture.errors import NotFound
 from overture.store.codec import EventCodec, error_from_text, workflow_from_text
 from overture.store.records import (
     ApiKeyRecord,
@@ -184,3 +185,10 @@ def log_record(row: Row, when: When) -> LogRecord:
         message=message,
         fields=serde.loads(fields),
     )
+
+
+def check_run(row: Any, run_id: str, tenant: str | None) -> None:
+    """``NotFound`` unless ``row`` (a ``run_get`` row, or None) is a run of ``tenant`` (None:
+    any). Cheaper than building the record: the run's input and output stay undecoded."""
+    if row is None or (tenant is not None and row[1] != tenant):
+        raise NotFound("run", run_id)

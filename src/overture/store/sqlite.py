@@ -48,7 +48,7 @@ from overture.store.records import (
     StoredEvent,
     WorkerRecord,
 )
-from overture.store.sqlite_base import Q, load_run, when
+from overture.store.sqlite_base import Q, check_run, load_run, when
 from overture.store.sqlite_keys import SQLiteKeys
 from overture.store.sqlite_workflows import SQLiteWorkflows
 from overture.store.sqlite_writer import Tx
@@ -101,7 +101,7 @@ class SQLiteStore(SQLiteWorkflows, SQLiteKeys):
 
     async def run_state(self, run_id: str, *, tenant: str | None = DEFAULT_TENANT) -> RunState:
         def read(conn: sqlite3.Connection) -> RunState:
-            load_run(conn, run_id, self.codec, tenant)
+            check_run(conn, run_id, tenant)
             found = conn.execute(Q["events_after"], (run_id, 0, -1)).fetchall()
             return fold(self.codec.decode(data) for _, data in found)
 
@@ -148,7 +148,7 @@ class SQLiteStore(SQLiteWorkflows, SQLiteKeys):
         limit: int | None = None,
     ) -> list[StoredEvent]:
         def read(conn: sqlite3.Connection) -> list[StoredEvent]:
-            load_run(conn, run_id, self.codec, tenant)
+            check_run(conn, run_id, tenant)
             found = conn.execute(
                 Q["events_after"], (run_id, after, -1 if limit is None else limit)
             ).fetchall()
@@ -168,7 +168,7 @@ class SQLiteStore(SQLiteWorkflows, SQLiteKeys):
         limit: int | None = None,
     ) -> list[LogRecord]:
         def read(conn: sqlite3.Connection) -> list[LogRecord]:
-            load_run(conn, run_id, self.codec, tenant)
+            check_run(conn, run_id, tenant)
             params = (run_id, after, -1 if limit is None else limit)
             return [
                 rows.log_record(row, when) for row in conn.execute(Q["step_logs_after"], params)
@@ -194,10 +194,9 @@ class SQLiteStore(SQLiteWorkflows, SQLiteKeys):
     ) -> RunRecord:
         def write(tx: Tx) -> RunRecord:
             record = load_run(tx.conn, run_id, self.codec, tenant)
-            if record.status not in TERMINAL_RUN:
-                self._advance(
-                    tx, run_id, lambda _: [ev.RunCancelled(at=when(tx.now), reason=reason)]
-                )
+            if record.status in TERMINAL_RUN:
+                return record
+            self._advance(tx, run_id, lambda _: [ev.RunCancelled(at=when(tx.now), reason=reason)])
             return load_run(tx.conn, run_id, self.codec)
 
         return await self._write(write)
@@ -210,7 +209,7 @@ class SQLiteStore(SQLiteWorkflows, SQLiteKeys):
         steps: Sequence[str] | None = None,
     ) -> RunRecord:
         def write(tx: Tx) -> RunRecord:
-            load_run(tx.conn, run_id, self.codec, tenant)
+            check_run(tx.conn, run_id, tenant)
             self._reopen(tx, run_id, steps)
             return load_run(tx.conn, run_id, self.codec)
 

@@ -268,6 +268,10 @@ def load_run(
 ) -> RunRecord:
     """A run's record; ``NotFound`` for an unknown run or another tenant's (None: any)."""
     row = conn.execute(Q["run_get"], (run_id,)).fetchone()
-    if row is None or (tenant is not None and row[1] != tenant):
-        raise NotFound("run", run_id)
+    rows.check_run(row, run_id, tenant)
     return rows.run_record(row, codec, when)
+
+
+def check_run(conn: sqlite3.Connection, run_id: str, tenant: str | None) -> None:
+    """``NotFound`` as for ``load_run``, without decoding the run."""
+    rows.check_run(conn.execute(Q["run_get"], (run_id,)).fetchone(), run_id, tenant)

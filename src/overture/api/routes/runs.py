@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Request
 from starlette.responses import Response
 
-from overture.api import views
+from overture.api import runs, views
 from overture.api.auth import Reader, Writer, authorize
 from overture.api.bodies import documented, header, parsed
 from overture.api.problems import ApiError
@@ -46,12 +46,6 @@ def run_at(delay: float | None, at: datetime | None) -> datetime | None:
     if delay is not None:
         return datetime.now(UTC) + timedelta(seconds=delay)
     return at
-
-
-def _page_after(items: list[dict[str, Any]], last: int | None, limit: int) -> Response:
-    """A page of a run's history or logs; ``next_after`` is set when the page was full."""
-    full = len(items) == limit
-    return views.JSONResponse({"items": items, "next_after": last if full else None})
 
 
 def one_key(body: str | None, header: str | None) -> str | None:
@@ -130,10 +124,7 @@ async def list_runs(
 
 @router.get("/{run_id}", response_model=RunDetailOut, responses=NOT_FOUND, summary="A run")
 async def get_run(who: Reader, s: Svc, run_id: str) -> Response:
-    record = await s.store.get_run(run_id, tenant=who.tenant)
-    state = await s.store.run_state(run_id, tenant=who.tenant)
-    workflow = await s.store.get_workflow(record.workflow, record.version, tenant=who.tenant)
-    return views.JSONResponse(views.run_detail(record, state, workflow.workflow))
+    return views.JSONResponse(await runs.run_detail(s.store, run_id, who.tenant))
 
 
 @router.get(
@@ -147,7 +138,8 @@ async def list_events(
     limit: Limit = MAX_LIST,
 ) -> Response:
     found = await s.store.events(run_id, tenant=who.tenant, after=after, limit=limit)
-    return _page_after([views.event(e) for e in found], found[-1].seq if found else None, limit)
+    last = found[-1].seq if found else None
+    return views.JSONResponse(views.page_after([views.event(e) for e in found], last, limit))
 
 
 @router.get(
@@ -161,7 +153,8 @@ async def list_logs(
     limit: Limit = MAX_LIST,
 ) -> Response:
     found = await s.store.logs(run_id, tenant=who.tenant, after=after, limit=limit)
-    return _page_after([views.log(line) for line in found], found[-1].id if found else None, limit)
+    last = found[-1].id if found else None
+    return views.JSONResponse(views.page_after([views.log(line) for line in found], last, limit))
 
 
 @router.get(
@@ -205,17 +198,7 @@ async def retry(
     summary="Start a new run with the same workflow version and input",
 )
 async def replay(who: Writer, s: Svc, run_id: str) -> Response:
-    old = await s.store.get_run(run_id, tenant=who.tenant)
-    record, _ = await s.store.start_run(
-        StartRun(
-            workflow=old.workflow,
-            version=old.version,
-            input=old.input,
-            tenant=who.tenant,
-            priority=old.priority,
-            correlation_id=old.correlation_id,
-        )
-    )
+    record = await runs.replay(s.store, run_id, who.tenant)
     return views.JSONResponse(
         views.run(record), status_code=201, headers={"Location": f"/v1/runs/{record.id}"}
     )

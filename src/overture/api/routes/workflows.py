@@ -107,7 +107,7 @@ async def register(who: Writer, s: Svc, request: Request) -> Response:
 )
 async def get_workflow(who: Reader, s: Svc, name: WorkflowName) -> Response:
     versions = await s.store.workflow_versions(name, tenant=who.tenant)
-    return views.JSONResponse(views.workflow(versions[0], [w.version for w in versions]))
+    return views.JSONResponse(views.workflow_version(versions, name, None))
 
 
 @router.get(
@@ -120,10 +120,7 @@ async def get_version(
     who: Reader, s: Svc, name: WorkflowName, version: Annotated[int, Path(ge=1, le=MAX_SEQ)]
 ) -> Response:
     versions = await s.store.workflow_versions(name, tenant=who.tenant)
-    for record in versions:
-        if record.version == version:
-            return views.JSONResponse(views.workflow(record, [w.version for w in versions]))
-    raise NotFound("workflow", f"{name} v{version}")
+    return views.JSONResponse(views.workflow_version(versions, name, version))
 
 
 @router.put(
@@ -153,4 +150,4 @@ async def disable(who: Admin, s: Svc, name: WorkflowName) -> Response:
 async def enable(who: Admin, s: Svc, name: WorkflowName) -> Response:
     await s.store.set_workflow_disabled(name, False, tenant=who.tenant)
     versions = await s.store.workflow_versions(name, tenant=who.tenant)
-    return views.JSONResponse(views.workflow(versions[0], [w.version for w in versions]))
+    return views.JSONResponse(views.workflow_version(versions, name, None))
