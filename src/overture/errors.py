@@ -14,6 +14,9 @@
     ├── SettingsInvalid        a setting's value (settings.py) cannot be used
     ├── ServeRefused, WorkflowFilesInvalid   `overture serve` will not start (api/server.py)
     ├── ApiProblem, ServerUnreachable        what RemoteClient raises (remote.py)
+    ├── CronInvalid            a cron expression or time zone cannot be used (triggers/cron.py)
+    ├── SignatureInvalid       a webhook delivery failed verification (triggers/signatures.py)
+    ├── OptionsInvalid         a webhook source's scheme options are wrong (same module)
     └── StepError              raised by a handler to say how its step failed
         ├── Retry              "try again", optionally after ``delay`` seconds
         └── NonRetryable       "do not try again": the step fails at once

@@ -31,3 +31,8 @@ def uuid7() -> str:
 def new_run_id() -> RunId:
     """A fresh run id."""
     return RunId(uuid7())
+
+
+def new_event_id() -> str:
+    """A fresh id for an event its sender did not name."""
+    return "evt_" + uuid7().replace("-", "")

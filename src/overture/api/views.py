@@ -57,6 +57,7 @@ def run(record: RunRecord) -> dict[str, Any]:
         "updated_at": record.updated_at,
         "finished_at": record.finished_at,
         "events": record.events,
+        "run_at": record.not_before,
     }
 
 
@@ -110,9 +111,14 @@ def task(record: RunRecord, state: RunState, handler: str) -> dict[str, Any]:
 
 
 def triggers(workflow: Workflow) -> dict[str, list[str]]:
+    """What starts the workflow, in short: event types, cron expressions, webhook sources."""
     on = workflow.on
-    found = {"events": on.events, "cron": on.cron, "webhook": on.webhook}
-    return {kind: list(values) for kind, values in found.items() if values}
+    found = {
+        "events": [t.type for t in on.event_triggers()],
+        "cron": [t.cron for t in on.cron_triggers()],
+        "webhook": list(on.webhook),
+    }
+    return {kind: values for kind, values in found.items() if values}
 
 
 def latest_versions(records: Iterable[WorkflowRecord]) -> list[WorkflowRecord]:

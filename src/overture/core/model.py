@@ -157,12 +157,49 @@ class Budget(Spec):
     window: Duration = 86400.0
 
 
-class Triggers(Spec):
-    """What starts runs besides the API: event types, cron expressions, webhook sources."""
+class EventTrigger(Spec):
+    """Start a run for each event of ``type`` (the event is the run's input), if ``when`` holds."""
 
-    events: StringList = ()
-    cron: StringList = ()
+    type: str = Field(min_length=1, max_length=200)
+    when: str | None = Field(
+        None, description="Condition over the event, e.g. input.payload.action == 'opened'."
+    )
+
+
+class CronTrigger(Spec):
+    """Start a run at each tick of a cron expression, read in ``timezone``."""
+
+    cron: str = Field(min_length=1, description="5 fields (minute first), or 6 (second first).")
+    timezone: str = Field("UTC", description="An IANA time zone such as Europe/Paris.")
+    input: JsonValue = Field(None, description="The input of each run.")
+    catch_up: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="Ticks missed while no scheduler ran: 0 skips them, N fires the last N.",
+    )
+
+
+class Triggers(Spec):
+    """What starts runs besides the API: events, cron schedules, webhook sources.
+
+    An event or cron entry is a bare string (the type, the expression) or a mapping with options.
+    """
+
+    events: tuple[str | EventTrigger, ...] = ()
+    cron: tuple[str | CronTrigger, ...] = ()
     webhook: StringList = ()
+
+    @field_validator("events", "cron", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, dict) else _as_tuple(value)
+
+    def event_triggers(self) -> tuple[EventTrigger, ...]:
+        return tuple(EventTrigger(type=e) if isinstance(e, str) else e for e in self.events)
+
+    def cron_triggers(self) -> tuple[CronTrigger, ...]:
+        return tuple(CronTrigger(cron=c) if isinstance(c, str) else c for c in self.cron)
 
 
 class Defaults(Spec):

@@ -19,12 +19,12 @@ from overture.core.conditions import parse_condition
 from overture.core.templates import references, template_problems
 from overture.errors import Problem, TemplateSyntaxError
 from overture.serde import JSON
+from overture.triggers.cron import Cron, CronInvalid, time_zone
 
 if TYPE_CHECKING:
     from overture.core.model import Step, Workflow
 
 Path = tuple[str | int, ...]
-CRON_FIELDS = 5
 
 
 def workflow_problems(workflow: Workflow) -> list[Problem]:
@@ -191,10 +191,15 @@ def _input_schema_problems(workflow: Workflow) -> Iterator[Problem]:
 
 
 def _cron_problems(workflow: Workflow) -> Iterator[Problem]:
-    for index, expression in enumerate(workflow.on.cron):
-        if len(expression.split()) != CRON_FIELDS:
-            yield _problem(
-                f"cron expression {expression!r} needs 5 fields: minute hour day month weekday",
-                "bad_cron",
-                ("on", "cron", index),
-            )
+    for index, trigger in enumerate(workflow.on.cron_triggers()):
+        at: Path = ("on", "cron", index)
+        try:
+            Cron.parse(trigger.cron)
+        except CronInvalid as invalid:
+            # A bare string is the expression itself; a mapping holds it under `cron`.
+            written_bare = isinstance(workflow.on.cron[index], str)
+            yield _problem(str(invalid), "bad_cron", at if written_bare else (*at, "cron"))
+        try:
+            time_zone(trigger.timezone)
+        except CronInvalid as invalid:
+            yield _problem(str(invalid), "bad_timezone", (*at, "timezone"))

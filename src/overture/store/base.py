@@ -20,13 +20,19 @@ from overture.store.records import (
     ClaimedJob,
     Completion,
     DeadLetter,
+    EventRecord,
     Lease,
     LogRecord,
+    NewEvent,
     Page,
     RunRecord,
+    ScheduleRecord,
+    ScheduleSpec,
     SchemaStatus,
     StartRun,
     StoredEvent,
+    Tick,
+    WebhookSource,
     WorkerRecord,
     WorkflowRecord,
 )
@@ -99,8 +105,9 @@ class Store(Protocol):
         since: datetime | None = None,
         cursor: str | None = None,
         limit: int = 50,
+        scheduled: bool = False,
     ) -> Page[RunRecord]:
-        """Newest first."""
+        """Newest first; ``scheduled``: only delayed runs whose start time is still ahead."""
 
     async def events(
         self,
@@ -228,6 +235,83 @@ class Store(Protocol):
 
     async def has_api_keys(self) -> bool:
         """Whether any key is active (without one the API may run open, in development)."""
+
+    # --- events ----------------------------------------------------------------------------
+    async def record_event(self, event: NewEvent) -> tuple[EventRecord, bool]:
+        """Store an event and, in the same transaction, start a run of every workflow whose
+        latest version listens for its type (``on.events``, with its condition).
+
+        ``(the stored event, False)`` when its id or idempotency key was seen before: nothing
+        starts. A workflow that listens but cannot start (disabled, input refused) gets a
+        route with the reason; the others still start.
+        """
+
+    async def get_event(self, event_id: str, *, tenant: str = DEFAULT_TENANT) -> EventRecord:
+        """``NotFound`` for an unknown id or another tenant's event."""
+
+    async def list_events(
+        self,
+        *,
+        tenant: str = DEFAULT_TENANT,
+        type: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page[EventRecord]:
+        """Newest first."""
+
+    # --- webhook sources -------------------------------------------------------------------
+    async def create_webhook_source(self, source: WebhookSource) -> WebhookSource:
+        """``Conflict`` (``webhook_source_exists``) if the name is taken, by any tenant."""
+
+    async def webhook_source(self, name: str, *, tenant: str | None = None) -> WebhookSource:
+        """A source with its secrets (None: any tenant's, as a delivery finds it)."""
+
+    async def list_webhook_sources(
+        self, *, tenant: str = DEFAULT_TENANT
+    ) -> list[WebhookSource]: ...
+
+    async def rotate_webhook_secret(
+        self, name: str, secret: str, *, retire_after: float, tenant: str = DEFAULT_TENANT
+    ) -> WebhookSource:
+        """Make ``secret`` the source's first; the others stay valid for ``retire_after``
+        seconds (0: retired at once)."""
+
+    async def delete_webhook_source(self, name: str, *, tenant: str = DEFAULT_TENANT) -> None: ...
+
+    # --- schedules -------------------------------------------------------------------------
+    async def create_schedule(self, spec: ScheduleSpec) -> ScheduleRecord:
+        """``NotFound`` for an unknown workflow, ``Conflict`` (``schedule_exists``) for a taken
+        id, ``CronInvalid`` for a bad expression or zone."""
+
+    async def get_schedule(
+        self, schedule_id: str, *, tenant: str = DEFAULT_TENANT
+    ) -> ScheduleRecord: ...
+
+    async def list_schedules(self, *, tenant: str = DEFAULT_TENANT) -> list[ScheduleRecord]:
+        """By id, the workflows' own (``<workflow>:cron:<n>``) included."""
+
+    async def schedule_ticks(
+        self, schedule_id: str, *, tenant: str = DEFAULT_TENANT, limit: int = 20
+    ) -> list[Tick]:
+        """The schedule's last ticks that fired, newest first."""
+
+    async def set_schedule_paused(
+        self, schedule_id: str, paused: bool, *, tenant: str = DEFAULT_TENANT
+    ) -> ScheduleRecord:
+        """Pause, or resume from the next tick (ticks while paused never fire)."""
+
+    async def delete_schedule(self, schedule_id: str, *, tenant: str = DEFAULT_TENANT) -> None:
+        """``Conflict`` (``schedule_from_workflow``) for a workflow's own schedule."""
+
+    async def fire_schedules(self, *, now: datetime | None = None, limit: int = 100) -> list[Tick]:
+        """Fire every due tick of up to ``limit`` schedules (``now``: the database's clock).
+
+        Each tick fires at most once however many schedulers call this at the same time; a tick
+        found more than ``MISFIRE_GRACE`` late fires only if its schedule catches up.
+        """
+
+    async def next_schedule_at(self) -> datetime | None:
+        """When the next tick of any schedule is due (None: no schedule runs)."""
 
     # --- dead letters ----------------------------------------------------------------------
     async def dead_letters(

@@ -51,6 +51,23 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidCursor(f"{cursor!r} is not a cursor returned by a listing") from None
 
 
+def encode_position(seq: int) -> str:
+    """An opaque position in a newest-first listing ordered by a sequence number."""
+    return base64.urlsafe_b64encode(orjson.dumps(["seq", seq])).decode().rstrip("=")
+
+
+def decode_position(cursor: str) -> int:
+    """The sequence number a cursor points after; ``InvalidCursor`` if it is not one of ours."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        tag, seq = orjson.loads(base64.urlsafe_b64decode(padded))
+        if tag != "seq":
+            raise ValueError(tag)
+        return int(seq)
+    except (ValueError, TypeError, binascii.Error):
+        raise InvalidCursor(f"{cursor!r} is not a cursor returned by a listing") from None
+
+
 def run_id_taken(run_id: str) -> Conflict:
     return Conflict(f"a run with id {run_id!r} already exists", code="run_exists")
 

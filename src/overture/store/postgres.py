@@ -30,7 +30,8 @@ queues jobs notifies the channel (delivered on commit). If that connection drops
 degrades to the caller's polling timeout while it is re-established in the background.
 
 The store is assembled by concern: ``postgres_base`` (the pool, transactions, and appending to
-locked runs' histories), ``postgres_workflows``, ``postgres_keys``, and here runs, the queue,
+locked runs' histories), ``postgres_workflows`` (which also starts runs), ``postgres_events``
+(events and webhook sources), ``postgres_schedules``, ``postgres_keys``, and here runs, the queue,
 workers and dead letters.
 """
 
@@ -46,25 +47,22 @@ import asyncpg  # type: ignore[import-untyped]
 
 from overture import serde
 from overture.core import events as ev
-from overture.core.advance import advance, retry_event
-from overture.core.inputs import prepare_input
+from overture.core.advance import retry_event
 from overture.core.state import TERMINAL_RUN, RunState, RunStatus, fold
-from overture.errors import Conflict, NotFound
-from overture.ids import new_run_id
+from overture.errors import NotFound
 from overture.serde import JSON
 from overture.store import facts, rows
 from overture.store.base import DEFAULT_LEASE
 from overture.store.codec import (
     decode_cursor,
     encode_cursor,
-    error_text,
     run_finished,
-    run_id_taken,
 )
 from overture.store.postgres_base import load_run
+from overture.store.postgres_events import PostgresEvents
 from overture.store.postgres_keys import PostgresKeys
-from overture.store.postgres_tx import CHANNEL, Batch, Head, Q, Tx, append_row, when
-from overture.store.postgres_workflows import PostgresWorkflows
+from overture.store.postgres_schedules import PostgresSchedules
+from overture.store.postgres_tx import CHANNEL, Head, Q, Tx, append_row, when
 from overture.store.records import (
     DEFAULT_TENANT,
     ClaimedJob,
@@ -82,78 +80,18 @@ from overture.store.records import (
 logger = logging.getLogger("overture.store.postgres")
 
 
-class PostgresStore(PostgresWorkflows, PostgresKeys):
+class PostgresStore(PostgresEvents, PostgresSchedules, PostgresKeys):
     """A ``Store`` in a PostgreSQL database (scale-out: many workers, many machines)."""
 
     # --- runs ------------------------------------------------------------------------------
     async def start_run(self, request: StartRun) -> tuple[RunRecord, bool]:
-        tenant, key = request.tenant, request.idempotency_key
-
-        async def write(tx: Tx) -> tuple[RunRecord, bool]:
-            conn = tx.conn
-            if key is not None:
-                existing = await conn.fetchrow(Q["run_by_key"], tenant, key)
-                if existing is not None:
-                    return rows.run_record(existing, self.codec, when), False
-            name, version = request.workflow, request.version
-            head = await conn.fetchrow(Q["workflow_head_for_start"], tenant, name, version)
-            if head is None:
-                raise NotFound("workflow", name if version is None else f"{name} v{version}")
-            found_version, disabled, tx.now = head
-            if disabled:
-                raise Conflict(
-                    f"workflow {name!r} is disabled; enable it to start runs",
-                    code="workflow_disabled",
-                )
-            workflow = await self._workflow(tx, tenant, name, found_version)
-            data = prepare_input(workflow.name, workflow.input, request.input)
-            if request.run_id is not None and await conn.fetchval(Q["run_exists"], request.run_id):
-                raise run_id_taken(request.run_id)
-            run_id = request.run_id or new_run_id()
-            now = await tx.clock()
-            started = facts.run_started(request, workflow, data, run_id, now)
-            transition = advance(workflow, None, [started], now)
-            state, seq = transition.state, len(transition.events)
-            inserted = await conn.fetchrow(
-                Q["run_insert"],
-                run_id,
-                tenant,
-                workflow.name,
-                workflow.version,
-                state.status,
-                self.codec.encode_value(data),
-                self.codec.encode_value(state.output),
-                error_text(state.error),
-                request.priority,
-                request.correlation_id,
-                key,
-                request.parent_run_id,
-                now,
-                state.finished_at,
-                seq,
-            )
-            if inserted is None:
-                # A concurrent start with the same key committed first (we waited for it).
-                existing = await conn.fetchrow(Q["run_by_key"], tenant, key)
-                if existing is None:
-                    raise Conflict(
-                        f"idempotency key {key!r} is being used by a start that did not finish",
-                        code="idempotency_conflict",
-                    )
-                return rows.run_record(existing, self.codec, when), False
-            batch = Batch(self.codec)
-            batch.add(run_id, 0, transition)
-            await batch.write(tx, update_runs=False)
-            tx.states[run_id] = (seq, state)
-            return rows.run_record(inserted, self.codec, when), True
-
         try:
-            return await self._write(write)
+            return await self._write(lambda tx: self._start(tx, request))
         except asyncpg.exceptions.UniqueViolationError:
             # A concurrent start inserted this run id first (ours waited for it to commit, then
             # failed). Asked again, the winner is visible: the same key returns it, another
             # start with this id is refused (run_exists).
-            return await self._write(write)
+            return await self._write(lambda tx: self._start(tx, request))
 
     async def get_run(self, run_id: str, *, tenant: str | None = DEFAULT_TENANT) -> RunRecord:
         row = await self._need_pool().fetchrow(Q["run_get"], run_id)
@@ -174,6 +112,7 @@ class PostgresStore(PostgresWorkflows, PostgresKeys):
         since: datetime | None = None,
         cursor: str | None = None,
         limit: int = 50,
+        scheduled: bool = False,
     ) -> Page[RunRecord]:
         after = None if cursor is None else decode_cursor(cursor)
         found = await self._need_pool().fetch(
@@ -185,6 +124,7 @@ class PostgresStore(PostgresWorkflows, PostgresKeys):
             None if after is None else after[0],
             None if after is None else after[1],
             limit + 1,
+            scheduled,
         )
         items = [rows.run_record(row, self.codec, when) for row in found[:limit]]
         last = items[-1] if items and len(found) > limit else None

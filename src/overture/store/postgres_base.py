@@ -255,8 +255,8 @@ class PostgresBase:
     async def _locked_run(self, tx: Tx, run_id: str, tenant: str | None) -> tuple[RunRecord, Head]:
         """A run, locked for appending to its history (``NotFound`` as for ``load_run``)."""
         row = await tx.conn.fetchrow(Q["run_get_locked"], run_id)
-        record = load_run(None if row is None else row[:16], run_id, self.codec, tenant)
-        tx.now = when(row[16])
+        record = load_run(None if row is None else row[:17], run_id, self.codec, tenant)
+        tx.now = when(row[17])
         return record, Head(record.tenant, record.workflow, record.version, record.events)
 
 

@@ -1,15 +1,22 @@
-"""The PostgreSQL store's workflow catalogue: versions registered, looked up, disabled."""
+"""The PostgreSQL store's workflow catalogue: versions registered, looked up, disabled, and
+started (a run starts from the catalogue, inside any transaction that needs one)."""
 
 from __future__ import annotations
 
 from overture import serde
+from overture.core.advance import advance
+from overture.core.inputs import prepare_input
 from overture.core.model import Workflow
-from overture.errors import NotFound
-from overture.store import rows
-from overture.store.codec import version_to_register, workflow_digest
+from overture.errors import Conflict, NotFound
+from overture.ids import new_run_id
+from overture.store import facts, rows
+from overture.store import trigger_rows as tr
+from overture.store.codec import error_text, run_id_taken, version_to_register, workflow_digest
 from overture.store.postgres_base import PostgresBase
-from overture.store.postgres_tx import Q, Tx, when
-from overture.store.records import DEFAULT_TENANT, WorkflowRecord
+from overture.store.postgres_tx import Batch, Q, Tx, when
+from overture.store.records import DEFAULT_TENANT, RunRecord, StartRun, WorkflowRecord
+from overture.store.triggers import schedule_params
+from overture.triggers.schedules import workflow_schedules
 
 
 class PostgresWorkflows(PostgresBase):
@@ -38,6 +45,8 @@ class PostgresWorkflows(PostgresBase):
                 workflow_digest(decided),
                 serde.dumps_text(decided.to_data()),
             )
+            if latest is None or decided.version > latest[2]:
+                await self._sync_schedules(tx, tenant, decided)
             return rows.workflow_record(row, when)
 
         return await self._write(write)
@@ -75,6 +84,81 @@ class PostgresWorkflows(PostgresBase):
                 raise NotFound("workflow", name)
 
         await self._write(write)
+
+    async def _start(self, tx: Tx, request: StartRun) -> tuple[RunRecord, bool]:
+        """Start a run inside ``tx``; ``(existing run, False)`` for a repeated key."""
+        tenant, key = request.tenant, request.idempotency_key
+        conn = tx.conn
+        if key is not None:
+            existing = await conn.fetchrow(Q["run_by_key"], tenant, key)
+            if existing is not None:
+                return rows.run_record(existing, self.codec, when), False
+        name, version = request.workflow, request.version
+        head = await conn.fetchrow(Q["workflow_head_for_start"], tenant, name, version)
+        if head is None:
+            raise NotFound("workflow", name if version is None else f"{name} v{version}")
+        found_version, disabled, tx.now = head
+        if disabled:
+            raise Conflict(
+                f"workflow {name!r} is disabled; enable it to start runs",
+                code="workflow_disabled",
+            )
+        workflow = await self._workflow(tx, tenant, name, found_version)
+        data = prepare_input(workflow.name, workflow.input, request.input)
+        if request.run_id is not None and await conn.fetchval(Q["run_exists"], request.run_id):
+            raise run_id_taken(request.run_id)
+        run_id = request.run_id or new_run_id()
+        now = await tx.clock()
+        started = facts.run_started(request, workflow, data, run_id, now)
+        transition = advance(workflow, None, [started], now)
+        state, seq = transition.state, len(transition.events)
+        inserted = await conn.fetchrow(
+            Q["run_insert"],
+            run_id,
+            tenant,
+            workflow.name,
+            workflow.version,
+            state.status,
+            self.codec.encode_value(data),
+            self.codec.encode_value(state.output),
+            error_text(state.error),
+            request.priority,
+            request.correlation_id,
+            key,
+            request.parent_run_id,
+            now,
+            state.finished_at,
+            seq,
+            request.run_at,
+        )
+        if inserted is None:
+            # A concurrent start with the same key committed first (we waited for it).
+            existing = await conn.fetchrow(Q["run_by_key"], tenant, key)
+            if existing is None:
+                raise Conflict(
+                    f"idempotency key {key!r} is being used by a start that did not finish",
+                    code="idempotency_conflict",
+                )
+            return rows.run_record(existing, self.codec, when), False
+        batch = Batch(self.codec)
+        batch.add(run_id, 0, transition)
+        await batch.write(tx, update_runs=False)
+        tx.states[run_id] = (seq, state)
+        return rows.run_record(inserted, self.codec, when), True
+
+    async def _sync_schedules(self, tx: Tx, tenant: str, workflow: Workflow) -> None:
+        """Keep the schedules of a workflow's ``on.cron`` in step with its latest version."""
+        now = await tx.clock()
+        found = await tx.conn.fetch(Q["schedules_of_workflow"], tenant, workflow.name)
+        old = {r.id: r for r in (tr.schedule_record(row, when) for row in found)}
+        for spec in workflow_schedules(workflow, tenant):
+            previous = old.pop(spec.id, None)
+            params = schedule_params(spec, previous, now)
+            query = Q["schedule_update" if previous else "schedule_insert"]
+            await tx.conn.execute(query, *params.values())
+        for gone in old:
+            await tx.conn.execute(Q["schedule_delete"], tenant, gone)
+            await tx.conn.execute(Q["ticks_delete"], tenant, gone)
 
 
 def _rowcount(status: str) -> int:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from overture.core import events as ev
 from overture.core.events import ErrorInfo
@@ -70,6 +71,8 @@ class RunRecord:
     finished_at: datetime | None = None
     events: int = 0
     """Number of events in the run's history (the last ``seq``)."""
+    not_before: datetime | None = None
+    """A delayed run's start time: none of its steps starts earlier."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -198,6 +201,128 @@ class ApiKeyRecord:
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NewEvent:
+    """An event to record and hand to every workflow that listens for its type."""
+
+    type: str
+    payload: JSON = None
+    id: str | None = None
+    """Unique per tenant: an id seen before starts nothing. None: a fresh id."""
+    tenant: str = DEFAULT_TENANT
+    user_id: str | None = None
+    correlation_id: str | None = None
+    idempotency_key: str | None = None
+    """Also unique per tenant when given: a second event with it starts nothing."""
+    source: str | None = None
+    """Who sent it: an application's name, or ``webhook:<source>`` for a verified webhook."""
+    meta: Mapping[str, JSON] = field(default_factory=dict)
+    """What else the sender said (an EventEnvelope's timestamp, target, trace...)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EventRoute:
+    """What an event did for one workflow that listens for its type."""
+
+    workflow: str
+    version: int | None = None
+    run_id: str | None = None
+    """The run it started (None: it started none, ``reason`` says why)."""
+    reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EventRecord:
+    """An event as stored, with the runs it started."""
+
+    id: str
+    tenant: str
+    type: str
+    payload: JSON
+    user_id: str | None
+    correlation_id: str | None
+    idempotency_key: str | None
+    source: str | None
+    meta: Mapping[str, JSON]
+    routes: tuple[EventRoute, ...]
+    received_at: datetime
+    seq: int
+    """Order of arrival (the listing's cursor)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WebhookSecret:
+    """One signing secret of a webhook source; several are active while one is rotated out."""
+
+    value: str = field(repr=False)
+    added_at: datetime
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WebhookSource:
+    """Where webhooks come from (``POST /v1/webhooks/{name}``) and how to verify them."""
+
+    name: str
+    scheme: str
+    secrets: tuple[WebhookSecret, ...]
+    options: Mapping[str, Any]
+    tenant: str = DEFAULT_TENANT
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    origin: Literal["api", "config"] = "api"
+
+    def active_secrets(self, now: datetime) -> list[str]:
+        return [s.value for s in self.secrets if s.expires_at is None or s.expires_at > now]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ScheduleSpec:
+    """A cron schedule to create: runs of ``workflow`` at each tick of ``cron`` in ``timezone``."""
+
+    id: str
+    workflow: str
+    cron: str
+    timezone: str = "UTC"
+    input: JSON = None
+    catch_up: int = 0
+    """Ticks missed while no scheduler ran: 0 skips them, N fires the last N."""
+    tenant: str = DEFAULT_TENANT
+    paused: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ScheduleRecord:
+    """A schedule as stored."""
+
+    tenant: str
+    id: str
+    workflow: str
+    cron: str
+    timezone: str
+    input: JSON
+    catch_up: int
+    origin: Literal["api", "workflow"]
+    """``workflow``: from the workflow's ``on.cron``, kept in step with its latest version."""
+    paused: bool
+    next_fire_at: datetime | None
+    """The next tick (None while paused)."""
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Tick:
+    """One tick of a schedule that fired: the run it started, or why it started none."""
+
+    tenant: str
+    schedule_id: str
+    tick: datetime
+    fired_at: datetime
+    run_id: str | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -63,6 +63,7 @@ def run_record(row: Row, codec: EventCodec, when: When) -> RunRecord:
         updated_at,
         finished_at,
         last_seq,
+        not_before,
     ) = row
     return RunRecord(
         id=run_id,
@@ -81,6 +82,7 @@ def run_record(row: Row, codec: EventCodec, when: When) -> RunRecord:
         updated_at=when(updated_at),
         finished_at=_maybe(when, finished_at),
         events=last_seq,
+        not_before=_maybe(when, not_before),
     )
 
 

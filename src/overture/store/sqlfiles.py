@@ -1,7 +1,8 @@
 """SQL lives in ``.sql`` files beside this module, one folder per dialect.
 
 - ``NNN_name.sql``: numbered migrations, applied in order, each exactly once.
-- ``queries.sql``: named statements, each introduced by a ``-- name: some_name`` line.
+- ``queries.sql`` and ``queries_<concern>.sql``: named statements, each introduced by a
+  ``-- name: some_name`` line; names are unique across a dialect's files.
 """
 
 from __future__ import annotations
@@ -50,12 +51,15 @@ def schema_status(dialect: str, applied: set[int]) -> SchemaStatus:
 
 @cache
 def queries(dialect: str) -> dict[str, str]:
-    """The named statements of ``dialect``'s ``queries.sql``."""
-    text = (resources.files("overture.store") / "sql" / dialect / "queries.sql").read_text("utf-8")
-    parts = _NAME.split(text)
-    named = {}
-    for name, body in zip(parts[1::2], parts[2::2], strict=True):
-        if name in named:
-            raise RuntimeError(f"{dialect}/queries.sql names {name!r} twice")
-        named[name] = body.strip().rstrip(";")
+    """The named statements of ``dialect``'s query files."""
+    folder = resources.files("overture.store") / "sql" / dialect
+    named: dict[str, str] = {}
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if not (entry.name.startswith("queries") and entry.name.endswith(".sql")):
+            continue
+        parts = _NAME.split(entry.read_text("utf-8"))
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+            if name in named:
+                raise RuntimeError(f"{dialect} query {name!r} is named twice ({entry.name})")
+            named[name] = body.strip().rstrip(";")
     return named

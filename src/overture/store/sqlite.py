@@ -8,7 +8,8 @@ Other processes may open the same file: ``BEGIN IMMEDIATE`` and the busy timeout
 their writers, and run states cached here are checked against the stored ``last_seq``.
 
 The store is assembled by concern: ``sqlite_base`` (the file, threads, and appending to a run's
-history), ``sqlite_workflows``, ``sqlite_keys``, and here runs, the queue, workers and dead letters.
+history), ``sqlite_workflows`` (which also starts runs), ``sqlite_events`` (events and webhook
+sources), ``sqlite_schedules``, ``sqlite_keys``, and here runs, the queue, workers and dead letters.
 """
 
 from __future__ import annotations
@@ -16,15 +17,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from overture import serde
 from overture.core import events as ev
-from overture.core.advance import advance, retry_event
-from overture.core.inputs import prepare_input
+from overture.core.advance import retry_event
 from overture.core.state import TERMINAL_RUN, RunState, RunStatus, fold
 from overture.errors import NotFound
-from overture.ids import new_run_id
 from overture.serde import JSON
 from overture.store import facts, rows
 from overture.store.base import DEFAULT_LEASE
@@ -33,7 +32,6 @@ from overture.store.codec import (
     encode_cursor,
     micros,
     run_finished,
-    run_id_taken,
 )
 from overture.store.records import (
     DEFAULT_TENANT,
@@ -49,8 +47,9 @@ from overture.store.records import (
     WorkerRecord,
 )
 from overture.store.sqlite_base import Q, check_run, load_run, when
+from overture.store.sqlite_events import SQLiteEvents
 from overture.store.sqlite_keys import SQLiteKeys
-from overture.store.sqlite_workflows import SQLiteWorkflows
+from overture.store.sqlite_schedules import SQLiteSchedules
 from overture.store.sqlite_writer import Tx
 
 
@@ -59,42 +58,12 @@ def _seconds(duration: float) -> int:
     return round(duration * 1_000_000)
 
 
-class SQLiteStore(SQLiteWorkflows, SQLiteKeys):
+class SQLiteStore(SQLiteEvents, SQLiteSchedules, SQLiteKeys):
     """A ``Store`` in one SQLite file (the embedded default)."""
 
     # --- runs ------------------------------------------------------------------------------
     async def start_run(self, request: StartRun) -> tuple[RunRecord, bool]:
-        def write(tx: Tx) -> tuple[RunRecord, bool]:
-            if request.idempotency_key is not None:
-                existing = tx.one("run_by_key", request.tenant, request.idempotency_key)
-                if existing is not None:
-                    return load_run(tx.conn, existing[0], self.codec), False
-            workflow = self._startable(tx, request.tenant, request.workflow, request.version)
-            data = prepare_input(workflow.name, workflow.input, request.input)
-            if request.run_id is not None and tx.one("run_exists", request.run_id):
-                raise run_id_taken(request.run_id)
-            run_id = request.run_id or new_run_id()
-            started = facts.run_started(request, workflow, data, run_id, when(tx.now))
-            tx.conn.execute(
-                Q["run_insert"],
-                (
-                    run_id,
-                    request.tenant,
-                    workflow.name,
-                    workflow.version,
-                    self.codec.encode_value(data),
-                    request.priority,
-                    request.correlation_id,
-                    request.idempotency_key,
-                    request.parent_run_id,
-                    tx.now,
-                    tx.now,
-                ),
-            )
-            self._persist(tx, run_id, 0, advance(workflow, None, [started], when(tx.now)))
-            return load_run(tx.conn, run_id, self.codec), True
-
-        return await self._write(write)
+        return await self._write(lambda tx: self._start(tx, request))
 
     async def get_run(self, run_id: str, *, tenant: str | None = DEFAULT_TENANT) -> RunRecord:
         return await self._read(lambda conn: load_run(conn, run_id, self.codec, tenant))
@@ -116,6 +85,7 @@ class SQLiteStore(SQLiteWorkflows, SQLiteKeys):
         since: datetime | None = None,
         cursor: str | None = None,
         limit: int = 50,
+        scheduled: bool = False,
     ) -> Page[RunRecord]:
         after = None if cursor is None else decode_cursor(cursor)
         params = {
@@ -126,6 +96,8 @@ class SQLiteStore(SQLiteWorkflows, SQLiteKeys):
             "cursor_at": None if after is None else micros(after[0]),
             "cursor_id": None if after is None else after[1],
             "limit": limit + 1,
+            "scheduled": scheduled,
+            "now": micros(datetime.now(UTC)),
         }
 
         def read(conn: sqlite3.Connection) -> Page[RunRecord]:

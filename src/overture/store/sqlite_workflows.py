@@ -1,17 +1,25 @@
-"""The embedded store's workflow catalogue: versions registered, looked up, disabled."""
+"""The embedded store's workflow catalogue: versions registered, looked up, disabled, and
+started (a run starts from the catalogue, inside any transaction that needs one)."""
 
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime
 
 from overture import serde
+from overture.core.advance import advance
+from overture.core.inputs import prepare_input
 from overture.core.model import Workflow
 from overture.errors import Conflict, NotFound
-from overture.store import rows
-from overture.store.codec import version_to_register, workflow_digest
-from overture.store.records import DEFAULT_TENANT, WorkflowRecord
-from overture.store.sqlite_base import Q, SQLiteBase, when
+from overture.ids import new_run_id
+from overture.store import facts, rows
+from overture.store import trigger_rows as tr
+from overture.store.codec import micros, run_id_taken, version_to_register, workflow_digest
+from overture.store.records import DEFAULT_TENANT, RunRecord, StartRun, WorkflowRecord
+from overture.store.sqlite_base import Q, SQLiteBase, load_run, when
 from overture.store.sqlite_writer import Tx
+from overture.store.triggers import schedule_params
+from overture.triggers.schedules import workflow_schedules
 
 
 class SQLiteWorkflows(SQLiteBase):
@@ -32,6 +40,8 @@ class SQLiteWorkflows(SQLiteBase):
             definition = serde.dumps_text(decided.to_data())
             params = (*key, workflow_digest(decided), definition, tx.now)
             tx.conn.execute(Q["workflow_insert"], params)
+            if latest is None or decided.version > latest[2]:
+                self._sync_schedules(tx, tenant, decided)
             return rows.workflow_record(tx.one("workflow_version", *key), when)
 
         return await self._write(write)
@@ -91,3 +101,53 @@ class SQLiteWorkflows(SQLiteBase):
                 f"workflow {name!r} is disabled; enable it to start runs", code="workflow_disabled"
             )
         return self._workflow(tx.conn, tenant, name, found_version)
+
+    def _start(self, tx: Tx, request: StartRun) -> tuple[RunRecord, bool]:
+        """Start a run inside ``tx``; ``(existing run, False)`` for a repeated key."""
+        if request.idempotency_key is not None:
+            existing = tx.one("run_by_key", request.tenant, request.idempotency_key)
+            if existing is not None:
+                return load_run(tx.conn, existing[0], self.codec), False
+        workflow = self._startable(tx, request.tenant, request.workflow, request.version)
+        data = prepare_input(workflow.name, workflow.input, request.input)
+        if request.run_id is not None and tx.one("run_exists", request.run_id):
+            raise run_id_taken(request.run_id)
+        run_id = request.run_id or new_run_id()
+        started = facts.run_started(request, workflow, data, run_id, when(tx.now))
+        tx.conn.execute(
+            Q["run_insert"],
+            (
+                run_id,
+                request.tenant,
+                workflow.name,
+                workflow.version,
+                self.codec.encode_value(data),
+                request.priority,
+                request.correlation_id,
+                request.idempotency_key,
+                request.parent_run_id,
+                tx.now,
+                tx.now,
+                None if request.run_at is None else micros(request.run_at),
+            ),
+        )
+        self._persist(tx, run_id, 0, advance(workflow, None, [started], when(tx.now)))
+        return load_run(tx.conn, run_id, self.codec), True
+
+    def _sync_schedules(self, tx: Tx, tenant: str, workflow: Workflow) -> None:
+        """Keep the schedules of a workflow's ``on.cron`` in step with its latest version."""
+        now = when(tx.now)
+        rows_ = tx.conn.execute(Q["schedules_of_workflow"], (tenant, workflow.name))
+        old = {r.id: r for r in (tr.schedule_record(row, when) for row in rows_)}
+        for spec in workflow_schedules(workflow, tenant):
+            previous = old.pop(spec.id, None)
+            params = schedule_params(spec, previous, now)
+            params.update(next_fire_at=_stored(params["next_fire_at"]), now=tx.now)
+            tx.conn.execute(Q["schedule_update" if previous else "schedule_insert"], params)
+        for gone in old:
+            tx.conn.execute(Q["schedule_delete"], (tenant, gone))
+            tx.conn.execute(Q["ticks_delete"], (tenant, gone))
+
+
+def _stored(at: datetime | None) -> int | None:
+    return None if at is None else micros(at)

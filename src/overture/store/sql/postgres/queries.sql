@@ -73,7 +73,7 @@ UPDATE workflows SET disabled = $1 WHERE tenant = $2 AND name = $3;
 
 -- name: run_by_key
 SELECT id, tenant, workflow, version, status, input, output, error, priority, correlation_id,
-       idempotency_key, parent_run_id, created_at, updated_at, finished_at, last_seq
+       idempotency_key, parent_run_id, created_at, updated_at, finished_at, last_seq, not_before
 FROM runs WHERE tenant = $1 AND idempotency_key = $2;
 
 -- name: run_exists
@@ -84,22 +84,22 @@ SELECT 1 FROM runs WHERE id = $1;
 -- inserts nothing (it waits for the other transaction, then finds its row): no error.
 INSERT INTO runs (id, tenant, workflow, version, status, input, output, error, priority,
                   correlation_id, idempotency_key, parent_run_id, created_at, updated_at,
-                  finished_at, last_seq)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15)
+                  finished_at, last_seq, not_before)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16)
 ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, tenant, workflow, version, status, input, output, error, priority,
           correlation_id, idempotency_key, parent_run_id, created_at, updated_at, finished_at,
-          last_seq;
+          last_seq, not_before;
 
 -- name: run_get
 SELECT id, tenant, workflow, version, status, input, output, error, priority, correlation_id,
-       idempotency_key, parent_run_id, created_at, updated_at, finished_at, last_seq
+       idempotency_key, parent_run_id, created_at, updated_at, finished_at, last_seq, not_before
 FROM runs WHERE id = $1;
 
 -- name: run_get_locked
 -- The run, locked for appending to its history, and the transaction's time.
 SELECT id, tenant, workflow, version, status, input, output, error, priority, correlation_id,
-       idempotency_key, parent_run_id, created_at, updated_at, finished_at, last_seq, now()
+       idempotency_key, parent_run_id, created_at, updated_at, finished_at, last_seq, not_before, now()
 FROM runs WHERE id = $1
 FOR UPDATE;
 
@@ -137,18 +137,19 @@ WHERE runs.id = u.id
 RETURNING runs.id, runs.tenant, runs.workflow, runs.version, runs.status, runs.input,
           runs.output, runs.error, runs.priority, runs.correlation_id, runs.idempotency_key,
           runs.parent_run_id, runs.created_at, runs.updated_at, runs.finished_at,
-          runs.last_seq;
+          runs.last_seq, runs.not_before;
 
 -- name: run_list
 -- Newest first; the cursor is the (created_at, id) of the last run of the previous page.
 SELECT id, tenant, workflow, version, status, input, output, error, priority, correlation_id,
-       idempotency_key, parent_run_id, created_at, updated_at, finished_at, last_seq
+       idempotency_key, parent_run_id, created_at, updated_at, finished_at, last_seq, not_before
 FROM runs
 WHERE ($1::text IS NULL OR tenant = $1)
   AND ($2::text IS NULL OR status = $2)
   AND ($3::text IS NULL OR workflow = $3)
   AND ($4::timestamptz IS NULL OR created_at >= $4)
   AND ($5::timestamptz IS NULL OR created_at < $5 OR (created_at = $5 AND id < $6::text))
+  AND (NOT $8::boolean OR (status = 'queued' AND not_before > now()))
 ORDER BY created_at DESC, id DESC LIMIT $7;
 
 -- name: events_insert

@@ -36,8 +36,8 @@ SELECT 1 FROM runs WHERE id = ?;
 
 -- name: run_insert
 INSERT INTO runs (id, tenant, workflow, version, status, input, priority, correlation_id,
-                  idempotency_key, parent_run_id, created_at, updated_at, last_seq)
-VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, 0);
+                  idempotency_key, parent_run_id, created_at, updated_at, last_seq, not_before)
+VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, 0, ?);
 
 -- name: run_head
 SELECT tenant, workflow, version, last_seq FROM runs WHERE id = ?;
@@ -48,12 +48,12 @@ WHERE id = ? AND last_seq = ?;
 
 -- name: run_get
 SELECT id, tenant, workflow, version, status, input, output, error, priority, correlation_id,
-       idempotency_key, parent_run_id, created_at, updated_at, finished_at, last_seq
+       idempotency_key, parent_run_id, created_at, updated_at, finished_at, last_seq, not_before
 FROM runs WHERE id = ?;
 
 -- name: run_list
 SELECT id, tenant, workflow, version, status, input, output, error, priority, correlation_id,
-       idempotency_key, parent_run_id, created_at, updated_at, finished_at, last_seq
+       idempotency_key, parent_run_id, created_at, updated_at, finished_at, last_seq, not_before
 FROM runs
 WHERE (:tenant IS NULL OR tenant = :tenant)
   AND (:status IS NULL OR status = :status)
@@ -61,6 +61,7 @@ WHERE (:tenant IS NULL OR tenant = :tenant)
   AND (:since IS NULL OR created_at >= :since)
   AND (:cursor_at IS NULL OR created_at < :cursor_at
        OR (created_at = :cursor_at AND id < :cursor_id))
+  AND (NOT :scheduled OR (status = 'queued' AND not_before > :now))
 ORDER BY created_at DESC, id DESC LIMIT :limit;
 
 -- name: event_insert

@@ -1,0 +1,73 @@
+-- Triggers: events applications send, webhook sources, cron schedules; delayed runs' start time.
+
+-- A delayed run's start time (NULL: as soon as possible), so scheduled runs can be listed.
+ALTER TABLE runs ADD COLUMN not_before INTEGER;
+CREATE INDEX runs_not_before ON runs (tenant, not_before) WHERE not_before IS NOT NULL;
+
+-- Events sent to POST /v1/events, or made from verified webhook deliveries. The primary key is
+-- the replay cache: an event id seen again starts nothing. routes: a JSON array of
+-- {workflow, version, run_id} or {workflow, reason}, one per workflow that listens to the type,
+-- written in the transaction that stored the event and started its runs.
+CREATE TABLE received_events (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant          TEXT    NOT NULL,
+    id              TEXT    NOT NULL,
+    type            TEXT    NOT NULL,
+    payload         TEXT,
+    user_id         TEXT,
+    correlation_id  TEXT,
+    idempotency_key TEXT,
+    source          TEXT,
+    meta            TEXT    NOT NULL,
+    routes          TEXT    NOT NULL,
+    received_at     INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX received_events_id ON received_events (tenant, id);
+CREATE UNIQUE INDEX received_events_key ON received_events (tenant, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX received_events_by_type ON received_events (tenant, type, seq);
+
+-- Where webhooks come from. The name is the URL (/v1/webhooks/{name}), so it is unique across
+-- tenants. secrets: a JSON array of {value, added_at, expires_at}; the values must be kept as
+-- they are to check signatures, so they are never returned by the API.
+CREATE TABLE webhook_sources (
+    name       TEXT    PRIMARY KEY,
+    tenant     TEXT    NOT NULL,
+    scheme     TEXT    NOT NULL,
+    secrets    TEXT    NOT NULL,
+    options    TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+
+-- Cron schedules, made through the API (origin 'api') or from a workflow's on.cron
+-- (origin 'workflow', kept in step with the latest version). next_fire_at: the first tick not
+-- handled yet (NULL while paused).
+CREATE TABLE schedules (
+    tenant       TEXT    NOT NULL,
+    id           TEXT    NOT NULL,
+    workflow     TEXT    NOT NULL,
+    cron         TEXT    NOT NULL,
+    timezone     TEXT    NOT NULL,
+    input        TEXT,
+    catch_up     INTEGER NOT NULL,
+    origin       TEXT    NOT NULL,
+    paused       INTEGER NOT NULL DEFAULT 0,
+    next_fire_at INTEGER,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+CREATE INDEX schedules_due ON schedules (next_fire_at) WHERE NOT paused;
+
+-- One row per tick that fired: the primary key is what makes a tick fire once however many
+-- schedulers run. run_id is NULL when the run could not start (error says why).
+CREATE TABLE schedule_ticks (
+    tenant      TEXT    NOT NULL,
+    schedule_id TEXT    NOT NULL,
+    tick        INTEGER NOT NULL,
+    run_id      TEXT,
+    error       TEXT,
+    fired_at    INTEGER NOT NULL,
+    PRIMARY KEY (tenant, schedule_id, tick)
+);

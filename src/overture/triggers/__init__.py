@@ -1,0 +1,1 @@
+"""What starts runs besides an API call: events, verified webhooks, cron schedules."""
