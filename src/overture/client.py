@@ -29,8 +29,12 @@ from overture.store import DEFAULT_DATABASE_URL, Store, create_store
 from overture.store.records import (
     DEFAULT_TENANT,
     DeadLetter,
+    EventRecord,
+    NewEvent,
     Page,
     RunRecord,
+    ScheduleRecord,
+    ScheduleSpec,
     StartRun,
     StoredEvent,
     WorkflowRecord,
@@ -147,7 +151,9 @@ class Client:
         since: datetime | None = None,
         cursor: str | None = None,
         limit: int = 50,
+        scheduled: bool = False,
     ) -> Page[RunRecord]:
+        """Newest first; ``scheduled``: only delayed runs whose start time is still ahead."""
         return await self.store.list_runs(
             tenant=self.tenant,
             status=status,
@@ -155,6 +161,7 @@ class Client:
             since=since,
             cursor=cursor,
             limit=limit,
+            scheduled=scheduled,
         )
 
     async def events(self, run_id: str, *, after: int = 0) -> list[StoredEvent]:
@@ -187,6 +194,70 @@ class Client:
 
     async def requeue(self, ids: Sequence[int]) -> list[RunRecord]:
         return await self.store.requeue(ids, tenant=self.tenant)
+
+    # --- triggers --------------------------------------------------------------------------
+    async def send_event(
+        self,
+        type: str,
+        payload: JSON = None,
+        *,
+        id: str | None = None,
+        user_id: str | None = None,
+        correlation_id: str | None = None,
+        idempotency_key: str | None = None,
+        source: str | None = None,
+        meta: Mapping[str, JSON] | None = None,
+    ) -> tuple[EventRecord, bool]:
+        """Record an event and start a run of every workflow listening for ``type``;
+        ``(the first event, False)`` for an id or key sent before (nothing starts)."""
+        return await self.store.record_event(
+            NewEvent(
+                type=type,
+                payload=payload,
+                id=id,
+                tenant=self.tenant,
+                user_id=user_id,
+                correlation_id=correlation_id,
+                idempotency_key=idempotency_key,
+                source=source,
+                meta=dict(meta or {}),
+            )
+        )
+
+    async def get_event(self, event_id: str) -> EventRecord:
+        return await self.store.get_event(event_id, tenant=self.tenant)
+
+    async def create_schedule(
+        self,
+        schedule_id: str,
+        workflow: str,
+        cron: str,
+        *,
+        timezone: str = "UTC",
+        input: JSON = None,
+        catch_up: int = 0,
+        paused: bool = False,
+    ) -> ScheduleRecord:
+        """Start ``workflow`` at each tick of ``cron`` read in ``timezone`` (fired by the
+        schedulers of ``overture serve`` and ``overture worker``)."""
+        spec = ScheduleSpec(
+            id=schedule_id,
+            workflow=workflow,
+            cron=cron,
+            timezone=timezone,
+            input=input,
+            catch_up=catch_up,
+            paused=paused,
+            tenant=self.tenant,
+        )
+        return await self.store.create_schedule(spec)
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        return await self.store.list_schedules(tenant=self.tenant)
+
+    async def pause_schedule(self, schedule_id: str, paused: bool = True) -> ScheduleRecord:
+        """Pause (or, with ``paused=False``, resume from the next tick) a schedule."""
+        return await self.store.set_schedule_paused(schedule_id, paused, tenant=self.tenant)
 
 
 def _workflow(definition: str | os.PathLike[str] | Workflow | Mapping[str, Any]) -> Workflow:

@@ -20,13 +20,16 @@ from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
 from overture import __version__, serde, sse
 from overture.core.state import TERMINAL_RUN
 from overture.errors import OvertureError
+from overture.remote_triggers import TriggerOperations
+from overture.remote_triggers import path_part as _part
+from overture.remote_triggers import present as _present
 from overture.serde import JSON
 
 PROBLEM_JSON = "application/problem+json"
@@ -79,7 +82,7 @@ def normalise_url(url: str) -> str:
     return url.rstrip("/")
 
 
-class RemoteClient:
+class RemoteClient(TriggerOperations):
     """A client of one Overture server, acting as the tenant its API key belongs to."""
 
     def __init__(self, url: str, *, api_key: str | None = None, timeout: float = 30.0) -> None:
@@ -377,14 +380,5 @@ def problem_from(response: httpx.Response) -> ApiProblem:
     )
 
 
-def _part(value: str) -> str:
-    return quote(value, safe="")
-
-
 def _query_value(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
-
-
-def _present(**fields: Any) -> dict[str, Any]:
-    """The fields that were given (not None)."""
-    return {k: v for k, v in fields.items() if v is not None}

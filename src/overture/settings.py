@@ -198,8 +198,18 @@ SETTINGS: dict[str, Setting] = {
             kind=tuple,
             help="Hosts or CIDRs http steps may reach although not public (e.g. 127.0.0.1).",
         ),
+        Setting(
+            name="scheduler",
+            default=True,
+            kind=bool,
+            help="Fire cron schedules from this process (any number of processes may).",
+        ),
     )
 }
+
+SECTIONS = frozenset({"webhooks"})
+"""Tables of the config file that are not settings: ``[webhooks.<source>]`` declares a webhook
+source (see ``overture.triggers.webhooks``)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -221,6 +231,9 @@ class Settings:
     api_key: str | None = field(default=None, repr=False)
     http_base_url: str | None = None
     http_allow: tuple[str, ...] = ()
+    scheduler: bool = True
+    webhooks: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """The config file's ``[webhooks.<source>]`` tables, as written (secrets included)."""
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
     """Where each value that is not a default came from: a flag, a variable or the file."""
 
@@ -245,7 +258,10 @@ def load_settings(
         elif name in file_values:
             values[name] = setting.parse(file_values[name], file_name)
             sources[name] = file_name
-    return Settings(**values, sources=sources)
+    webhooks = file_values.get("webhooks", {})
+    if not isinstance(webhooks, dict):
+        raise SettingsInvalid(f"{file_name}: webhooks must be a table of [webhooks.<source>]")
+    return Settings(**values, webhooks=webhooks, sources=sources)
 
 
 def explicit_setting(name: str, environ: Mapping[str, str] | None = None) -> Any:
@@ -281,7 +297,7 @@ def read_config(
     except tomllib.TOMLDecodeError as error:
         raise SettingsInvalid(f"{path}: not valid TOML: {error}") from None
     for key in data:
-        if key not in SETTINGS:
+        if key not in SETTINGS and key not in SECTIONS:
             close = difflib.get_close_matches(key, SETTINGS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise SettingsInvalid(f"{path}: unknown setting {key!r}{hint}")

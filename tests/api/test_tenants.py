@@ -11,6 +11,8 @@ with its reason. A route that is in neither table fails: a new route cannot ship
 from __future__ import annotations
 
 import re
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
@@ -24,6 +26,7 @@ from tests.api.helpers import BROKEN, CHATTY, HELLO, TERMINAL, Api, Json, Tenant
 from overture.api import Services, create_app
 from overture.settings import Settings
 from overture.store import Store
+from overture.triggers.signatures import sign
 
 Route = tuple[str, str]
 
@@ -61,6 +64,16 @@ EXEMPT: dict[Route, str] = {
 
 # --- the two tenants -------------------------------------------------------------------------
 
+A_HOOK_SECRET = "a-hook-secret"
+LISTENER = """\
+name: listener
+on: {events: [github.ping]}
+steps:
+  - id: see
+    uses: echo
+    with: {n: 1}
+"""
+
 
 @dataclass
 class World:
@@ -75,6 +88,7 @@ class World:
     b_run: Json
     b_task: Json
     b_letter: Json
+    b_event: Json
 
     def snapshot(self) -> Json:
         """What A sees of its own tenant: a call by B must not change any of it."""
@@ -87,6 +101,12 @@ class World:
                 for w in http.get("/v1/workflows").json()["items"]
             ],
             "dlq": http.get("/v1/dlq", params={"include_requeued": "true"}).json()["items"],
+            "events": http.get("/v1/events", params={"limit": 1000}).json()["items"],
+            "schedules": [
+                {k: v for k, v in s.items() if k not in ("next_fire_at", "updated_at")}
+                for s in http.get("/v1/schedules").json()["items"]
+            ],
+            "webhook_sources": http.get("/v1/webhook-sources").json()["items"],
         }
 
     def settle(self) -> None:
@@ -102,6 +122,7 @@ def build_world(api: Api) -> World:
         tenant.register(HELLO)
         tenant.register(BROKEN)
         tenant.register(CHATTY)
+        tenant.register(LISTENER)
     a.register(HELLO.replace("hello ${input.name}", "hi ${input.name}"))  # A has 2 versions
     for only_a in ("spare", "private-post", "private-put"):
         a.register(HELLO.replace("name: hello", f"name: {only_a}"))
@@ -120,12 +141,25 @@ def build_world(api: Api) -> World:
         tenant.wait(run["id"])
     [a_letter] = a.http.get("/v1/dlq").json()["items"]
     [b_letter] = b.http.get("/v1/dlq").json()["items"]
+    for event_id in ("a-event", "shared-event"):
+        a.http.post("/v1/events", json={"type": "nothing.listens", "id": event_id})
+    b_event = b.http.post("/v1/events", json={"type": "nothing.listens", "id": "b-event"}).json()
+    for schedule_id in ("yearly", "doomed", "shared"):  # paused: A's calls must not start runs
+        body = {"id": schedule_id, "workflow": "spare", "cron": "@yearly", "paused": True}
+        assert a.http.post("/v1/schedules", json=body).status_code == 201
+    for tenant, secret in ((a, A_HOOK_SECRET), (b, "b-hook-secret")):
+        # Tenant names are unique, and so must be sources' names (they are the URL).
+        body = {"name": f"{tenant.name}-hooks", "scheme": "github", "secrets": [secret]}
+        assert tenant.http.post("/v1/webhook-sources", json=body).status_code == 201
     params = {
         "run_id": a_chat["id"],  # it has logs
         "task_id": a_task["id"],
         "name": "spare",  # disabling it (as A does to prove the route) harms nothing
         "version": "1",
         "letter_id": str(a_letter["id"]),
+        "event_id": "a-event",
+        "schedule_id": "yearly",
+        "source": f"{a.name}-hooks",
     }
     return World(
         a=a,
@@ -136,6 +170,7 @@ def build_world(api: Api) -> World:
         b_run=b_run,
         b_task=b_task,
         b_letter=b_letter,
+        b_event=b_event["event"],
     )
 
 
@@ -146,7 +181,10 @@ def world(api: Api) -> World:
 
 # --- checks ----------------------------------------------------------------------------------
 
-BODIES: dict[Route, Json] = {("POST", "/v1/runs/{run_id}/signal"): {"name": "poke"}}
+BODIES: dict[Route, Json] = {
+    ("POST", "/v1/runs/{run_id}/signal"): {"name": "poke"},
+    ("POST", "/v1/webhook-sources/{source}/rotate"): {"secret": "rotated"},
+}
 """Bodies for object routes that need one (B must get 404, not a complaint about the body)."""
 
 
@@ -200,7 +238,7 @@ def _list_runs(world: World) -> None:
 @check("GET", "/v1/workflows")
 def _list_workflows(world: World) -> None:
     mine = {w["name"]: w["version"] for w in listed(world.b.http, "/v1/workflows")}
-    assert set(mine) <= {"hello", "broken", "chatty", "private-post", "private-put"}
+    assert set(mine) <= {"hello", "broken", "chatty", "listener", "private-post", "private-put"}
     assert mine["hello"] == 1  # A's hello is at version 2
     assert "spare" not in mine
 
@@ -267,6 +305,105 @@ CHECKS[("PUT", "/v1/workflows/{name}")] = _register(
 )
 
 
+@check("GET", "/v1/events")
+def _list_events(world: World) -> None:
+    mine = ids(listed(world.b.http, "/v1/events", limit="1000"))
+    assert mine == {world.b_event["id"]}
+    assert not ids(listed(world.b.http, "/v1/events", type="nothing.listens")) - mine
+
+
+@check("POST", "/v1/events")
+def _send_event(world: World) -> None:
+    before = world.snapshot()
+    own = world.b.http.post("/v1/events", json={"type": "nothing.listens", "id": "shared-event"})
+    assert own.status_code == 201, "A's event id is A's: B's event is new"
+    assert world.snapshot() == before
+
+
+@check("GET", "/v1/schedules")
+def _list_schedules(world: World) -> None:
+    assert listed(world.b.http, "/v1/schedules") == []
+
+
+@check("POST", "/v1/schedules")
+def _create_schedule(world: World) -> None:
+    before = world.snapshot()
+    body = {"id": "shared", "workflow": "spare", "cron": "@yearly", "paused": True}
+    problem(world.b.http.post("/v1/schedules", json=body), 404, "not_found")  # A's workflow
+    own = world.b.http.post("/v1/schedules", json={**body, "workflow": "hello"})
+    assert own.status_code == 201, "A's schedule id is A's"
+    assert world.snapshot() == before
+
+
+@check("DELETE", "/v1/schedules/{schedule_id}")
+def _delete_schedule(world: World) -> None:
+    before = world.snapshot()
+    for scope in ("write", "admin"):
+        problem(world.b.client(scope).delete("/v1/schedules/doomed"), 404, "not_found")
+    assert world.snapshot() == before
+    assert world.a.http.delete("/v1/schedules/doomed").status_code == 204
+
+
+@check("GET", "/v1/webhook-sources")
+def _list_webhook_sources(world: World) -> None:
+    a_names = {s["name"] for s in listed(world.a.http, "/v1/webhook-sources")}
+    mine = {s["name"] for s in listed(world.b.http, "/v1/webhook-sources")}
+    assert world.params["source"] in a_names
+    assert mine == {f"{world.b.name}-hooks"}
+
+
+@check("POST", "/v1/webhook-sources")
+def _create_webhook_source(world: World) -> None:
+    before = world.snapshot()
+    body = {"name": world.params["source"], "scheme": "clickup", "secrets": ["b's"]}
+    # Names are the URL, so unique across tenants: B learns only that the name is taken.
+    problem(world.b.http.post("/v1/webhook-sources", json=body), 409, "webhook_source_exists")
+    assert world.snapshot() == before
+
+
+@check("DELETE", "/v1/webhook-sources/{source}")
+def _delete_webhook_source(world: World) -> None:
+    # Not the shared source: the routes after this one must still find it.
+    name = f"{world.a.name}-doomed"
+    body = {"name": name, "scheme": "github", "secrets": ["x"]}
+    assert world.a.http.post("/v1/webhook-sources", json=body).status_code == 201
+    before = world.snapshot()
+    for scope in ("read", "write", "admin"):
+        response = world.b.client(scope).delete(f"/v1/webhook-sources/{name}")
+        if response.status_code != 403:
+            problem(response, 404, "not_found")
+    assert world.snapshot() == before
+    assert world.a.http.delete(f"/v1/webhook-sources/{name}").status_code == 204
+
+
+@check("POST", "/v1/webhooks/{source}")
+def _deliver_webhook(world: World) -> None:
+    """Public: whoever posts (with B's key or none), the source's tenant gets the event."""
+    b_runs = ids(listed(world.b.http, "/v1/runs", limit="1000"))
+    b_events = listed(world.b.http, "/v1/events", limit="1000")
+    body = b'{"zen": "one tenant"}'
+    for client in (world.b.http, world.a.api.client()):
+        headers = sign(
+            "github",
+            body=body,
+            secret=A_HOOK_SECRET,
+            now=time.time(),
+            delivery_id=uuid.uuid4().hex,
+            event_type="ping",
+        )
+        response = client.post(
+            f"/v1/webhooks/{world.params['source']}", content=body, headers=headers
+        )
+        assert response.status_code == 202, response.text
+        [route] = response.json()["event"]["routes"]
+        assert route["workflow"] == "listener"  # A's: B's listens for the same type
+        assert world.a.http.get(f"/v1/runs/{route['run_id']}").status_code == 200
+        problem(world.b.http.get(f"/v1/runs/{route['run_id']}"), 404, "not_found")
+    assert ids(listed(world.b.http, "/v1/runs", limit="1000")) == b_runs
+    assert listed(world.b.http, "/v1/events", limit="1000") == b_events
+    world.settle()
+
+
 def uncovered(routes: list[Route]) -> list[Route]:
     """Routes that are neither checked nor exempt."""
     return [
@@ -314,6 +451,15 @@ def test_a_new_route_without_a_check_is_caught() -> None:
 
 
 def test_every_object_route_names_a_parameter_the_world_has() -> None:
-    names = {"run_id", "task_id", "name", "version", "letter_id"}
+    names = {
+        "run_id",
+        "task_id",
+        "name",
+        "version",
+        "letter_id",
+        "event_id",
+        "schedule_id",
+        "source",
+    }
     for _, path in ROUTES:
         assert set(re.findall(r"\{(\w+)\}", path)) <= names, path

@@ -8,16 +8,13 @@ finished, each step recorded exactly once, nothing left leased, nothing lost.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.workers import LEASE, WorkerProcess, start_worker
 
 from overture.cli.runs import replay_mismatches
 from overture.client import Client
@@ -27,7 +24,6 @@ from overture.core.loader import parse_workflow
 pytestmark = pytest.mark.asyncio
 
 ROOT = Path(__file__).resolve().parents[2]
-LEASE = 1.0
 
 THREE_STEPS = parse_workflow(
     """
@@ -46,66 +42,6 @@ steps:
     with: {pid: "${steps.middle.output.pid}"}
 """
 )
-
-
-class WorkerProcess:
-    """``overture worker`` in a subprocess, its log in a file (a pipe could fill and block it)."""
-
-    def __init__(self, url: str, log: Path, *args: str) -> None:
-        self.log = log
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "OVERTURE_LOG_LEVEL": "INFO"}
-        command = [
-            sys.executable,
-            "-m",
-            "overture",
-            "worker",
-            "--database-url",
-            url,
-            "--app",
-            "tests.apps.handlers:registry",
-            "--lease",
-            str(LEASE),
-            "--poll",
-            "0.05",
-            *args,
-        ]
-        self._log = log.open("wb")
-        self.process = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT, env=env
-        )
-        self.pid = self.process.pid
-
-    def signal(self, signum: int) -> None:
-        self.process.send_signal(signum)
-
-    def wait(self, timeout: float = 30) -> int:
-        code = self.process.wait(timeout=timeout)
-        self._log.close()
-        return code
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.wait()
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-@pytest.fixture
-def spawn(tmp_path: Path, database_url: str) -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for worker in started:
-        worker.stop()
-
-
-def start_worker(
-    started: list[WorkerProcess], url: str, tmp_path: Path, *args: str
-) -> WorkerProcess:
-    worker = WorkerProcess(url, tmp_path / f"worker-{len(started)}.log", *args)
-    started.append(worker)
-    return worker
 
 
 async def until(condition: object, timeout: float = 30, what: str = "condition") -> None:

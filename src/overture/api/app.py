@@ -14,7 +14,7 @@ from overture.api import problems
 from overture.api.auth import BEARER_SCHEME
 from overture.api.bodies import component_schemas
 from overture.api.limits import BodyLimit
-from overture.api.routes import operations, runs, tasks, workflows
+from overture.api.routes import events, operations, runs, schedules, tasks, webhooks, workflows
 from overture.api.services import Services
 
 DESCRIPTION = """\
@@ -24,8 +24,9 @@ Start and follow durable workflow runs and tasks. Authenticate with
 objects: they answer 404, like objects that do not exist.
 """
 
-PUBLIC_PATHS = frozenset({"/health", "/ready"})
-"""Probes answer without a key: load balancers and orchestrators call them."""
+PUBLIC_PATHS = frozenset({"/health", "/ready", "/v1/webhooks/{source}"})
+"""No key: load balancers call the probes; webhook deliveries are verified by their source's
+signature scheme instead."""
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -39,7 +40,7 @@ def create_app(services: Services, *, lifespan: Lifespan | None = None) -> FastA
     )
     app.state.services = services
     problems.install(app)
-    for module in (runs, tasks, workflows, operations):
+    for module in (runs, tasks, workflows, events, webhooks, schedules, operations):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=services.settings.max_body_bytes)
     app.openapi = lambda: _with_security(app)  # type: ignore[method-assign]

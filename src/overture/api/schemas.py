@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
 
-from overture.api.payloads import AnyPayload, Payload
+from overture.api.payloads import AnyPayload, Payload, storable
 from overture.core.state import RunStatus, StepStatus
 
 MAX_LIST = 1000
@@ -110,6 +110,7 @@ class RunOut(BaseModel):
     updated_at: datetime
     finished_at: datetime | None = None
     events: int = Field(description="How many events the run's history holds.")
+    run_at: datetime | None = Field(None, description="A delayed run's start time.")
 
 
 class RunDetailOut(RunOut):
@@ -242,3 +243,54 @@ class ReadyOut(BaseModel):
     status: Literal["ready"]
     database: str
     migrations: list[int]
+
+
+# --- webhook sources -------------------------------------------------------------------------
+WebhookScheme = Literal["github", "standard", "stripe", "clickup", "hmac", "make"]
+"""``overture.triggers.signatures.SCHEMES``."""
+WebhookSourceName = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Its URL's last part.")
+]
+WebhookSecretValue = Annotated[str, BeforeValidator(storable), Field(min_length=1, max_length=1000)]
+
+
+class WebhookSourceIn(Request):
+    name: WebhookSourceName
+    scheme: WebhookScheme
+    secrets: list[WebhookSecretValue] = Field(
+        min_length=1,
+        max_length=10,
+        repr=False,
+        description="Each verifies deliveries; never shown again.",
+    )
+    options: Payload = Field(
+        default_factory=dict, description="The scheme's options, and event_prefix."
+    )
+
+
+class RotateSecretIn(Request):
+    secret: WebhookSecretValue = Field(repr=False, description="The new first secret.")
+    retire_after: float | Annotated[str, Field(max_length=32)] = Field(
+        "24h", description="Seconds, or a duration such as '24h', the other secrets stay valid."
+    )
+
+
+class WebhookSecretOut(BaseModel):
+    added_at: datetime
+    expires_at: datetime | None = None
+
+
+class WebhookSourceOut(BaseModel):
+    name: str
+    scheme: WebhookScheme
+    url: str = Field(description="Where the sender delivers: POST it, no API key.")
+    origin: Literal["api", "config"] = Field(description="config: from the config file.")
+    options: dict[str, JsonValue]
+    active_secrets: int
+    secrets: list[WebhookSecretOut] = Field(description="The active secrets, never their values.")
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class WebhookSourceList(BaseModel):
+    items: list[WebhookSourceOut]

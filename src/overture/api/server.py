@@ -27,10 +27,12 @@ from overture.core.loader import WORKFLOW_SUFFIXES, load_workflow
 from overture.core.model import Workflow
 from overture.errors import DocumentInvalid, OvertureError, Problem, WorkflowInvalid
 from overture.handlers.registry import BUILTIN_HANDLER_NAMES, HandlerRegistry
+from overture.runtime.scheduler import Scheduler
 from overture.runtime.secrets import secrets_from_env
 from overture.runtime.worker import Worker
 from overture.settings import Settings
 from overture.store import Store, create_store, redact_url
+from overture.triggers.webhooks import config_sources
 
 logger = logging.getLogger("overture.serve")
 
@@ -102,9 +104,13 @@ class Server:
         self.settings = settings
         self.registry = registry
         self.workflows = self._workflows()
+        # Checked before the database opens: a bad [webhooks.x] table refuses to start.
+        self.webhook_sources = config_sources(settings.webhooks, os.environ)
         self.store: Store | None = None
         self.worker: Worker | None = None
         self._working: asyncio.Task[None] | None = None
+        self.scheduler: Scheduler | None = None
+        self._scheduling: asyncio.Task[None] | None = None
         self.uvicorn: uvicorn.Server | None = None
         self._stop_requested = False
 
@@ -147,15 +153,22 @@ class Server:
                 secrets=secrets_from_env(os.environ),
             )
             self._working = asyncio.create_task(self.worker.run())
+        if settings.scheduler:
+            self.scheduler = Scheduler(store)
+            self._scheduling = asyncio.create_task(self.scheduler.run())
         return Services(
             store=store,
             settings=settings,
             auth_required=auth_required,
             local_handlers=self.registry.names() if settings.workers > 0 else frozenset(),
+            webhook_sources=self.webhook_sources,
         )
 
     async def stop(self) -> None:
-        """Drain the worker within ``grace``, then close the database."""
+        """Stop the scheduler, drain the worker within ``grace``, then close the database."""
+        if self.scheduler is not None and self._scheduling is not None:
+            self.scheduler.stop()
+            await self._scheduling
         if self.worker is not None and self._working is not None:
             self.worker.stop()
             await self._working

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -11,6 +12,7 @@ from fastapi import Depends, Request
 from overture.handlers.registry import BUILTIN_HANDLER_NAMES
 from overture.settings import Settings
 from overture.store.base import Store
+from overture.store.records import WebhookSource
 
 WORKER_HANDLERS_TTL = 5.0
 """Seconds the handler names of running workers are cached between lookups."""
@@ -25,6 +27,8 @@ class Services:
     """Handlers this process's own worker runs."""
     task_workflows: set[tuple[str, str]] = field(default_factory=set)
     """(tenant, name) of the task workflows registered by this process."""
+    webhook_sources: Mapping[str, WebhookSource] = field(default_factory=dict, repr=False)
+    """The config file's webhook sources, by name (``triggers.webhooks.config_sources``)."""
     _worker_handlers: frozenset[str] = field(default=frozenset(), repr=False)
     _worker_handlers_at: float = field(default=float("-inf"), repr=False)
 

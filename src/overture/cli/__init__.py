@@ -11,6 +11,8 @@ from overture.cli.keys import keys
 from overture.cli.run import run
 from overture.cli.runs import dlq, runs, workers
 from overture.cli.serve import serve
+from overture.cli.triggers import events, schedules
+from overture.cli.webhooks import webhooks
 from overture.cli.worker import worker
 from overture.cli.workflows import workflows
 
@@ -21,5 +23,19 @@ def main() -> None:
     """Overture: a durable orchestrator for AI-agent workflows."""
 
 
-for command in (serve, workflows, run, worker, runs, dlq, workers, db, keys, demo_agent):
+for command in (
+    serve,
+    workflows,
+    run,
+    worker,
+    runs,
+    dlq,
+    workers,
+    events,
+    schedules,
+    webhooks,
+    db,
+    keys,
+    demo_agent,
+):
     main.add_command(command)

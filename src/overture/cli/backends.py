@@ -33,6 +33,7 @@ from overture.store.base import Store
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
+B = TypeVar("B")
 
 KEY_HINT = "pass --api-key KEY or set OVERTURE_API_KEY (keys come from `overture keys create`)"
 
@@ -80,7 +81,7 @@ class Backend(Protocol):
     async def register_workflow(self, definition: Path) -> dict[str, Any]: ...
 
 
-def _json(data: dict[str, Any]) -> dict[str, Any]:
+def as_http_json(data: dict[str, Any]) -> dict[str, Any]:
     """``data`` as it would come over HTTP (times as RFC 3339 text)."""
     plain: dict[str, Any] = serde.loads(serde.dumps(data))
     return plain
@@ -103,29 +104,32 @@ class DatabaseBackend:
     ) -> dict[str, Any]:
         page = await self.store.list_runs(
             tenant=self.tenant,
-            status=cast(RunStatus | None, status),
+            status=None if status == "scheduled" else cast(RunStatus | None, status),
             workflow=workflow,
             cursor=cursor,
             limit=limit or 50,
+            scheduled=status == "scheduled",
         )
-        return _json({"items": [views.run(r) for r in page.items], "next_cursor": page.next_cursor})
+        return as_http_json(
+            {"items": [views.run(r) for r in page.items], "next_cursor": page.next_cursor}
+        )
 
     async def get_run(self, run_id: str) -> dict[str, Any]:
-        return _json(await runs.run_detail(self.store, run_id, self.tenant))
+        return as_http_json(await runs.run_detail(self.store, run_id, self.tenant))
 
     async def events(
         self, run_id: str, *, after: int = 0, limit: int | None = None
     ) -> dict[str, Any]:
         found = await self.store.events(run_id, tenant=self.tenant, after=after, limit=limit)
         last = found[-1].seq if found else None
-        return _json(views.page_after([views.event(e) for e in found], last, limit))
+        return as_http_json(views.page_after([views.event(e) for e in found], last, limit))
 
     async def logs(
         self, run_id: str, *, after: int = 0, limit: int | None = None
     ) -> dict[str, Any]:
         found = await self.store.logs(run_id, tenant=self.tenant, after=after, limit=limit)
         last = found[-1].id if found else None
-        return _json(views.page_after([views.log(line) for line in found], last, limit))
+        return as_http_json(views.page_after([views.log(line) for line in found], last, limit))
 
     async def stream(self, run_id: str, *, after: int = 0) -> AsyncIterator[dict[str, Any]]:
         """The run's events after ``after`` as they are stored, until it has finished."""
@@ -133,7 +137,7 @@ class DatabaseBackend:
         while True:
             found = await self.store.events(run_id, tenant=self.tenant, after=after)
             for stored in found:
-                yield _json(views.event(stored))
+                yield as_http_json(views.event(stored))
                 after, pause = stored.seq, FIRST_PAUSE
             if found:
                 continue
@@ -147,34 +151,34 @@ class DatabaseBackend:
         record = await self.store.cancel_run(
             run_id, tenant=self.tenant, reason=reason or "cancelled"
         )
-        return _json(views.run(record))
+        return as_http_json(views.run(record))
 
     async def retry(self, run_id: str, *, steps: Sequence[str] | None = None) -> dict[str, Any]:
         record = await self.store.retry_run(run_id, tenant=self.tenant, steps=steps)
-        return _json(views.run(record))
+        return as_http_json(views.run(record))
 
     async def replay(self, run_id: str) -> dict[str, Any]:
-        return _json(views.run(await runs.replay(self.store, run_id, self.tenant)))
+        return as_http_json(views.run(await runs.replay(self.store, run_id, self.tenant)))
 
     async def dead_letters(self, *, include_requeued: bool = False) -> dict[str, Any]:
         found = await self.store.dead_letters(tenant=self.tenant, include_requeued=include_requeued)
-        return _json({"items": [views.dead_letter(d) for d in found]})
+        return as_http_json({"items": [views.dead_letter(d) for d in found]})
 
     async def requeue(self, letter_id: int) -> dict[str, Any]:
         reopened = await self.store.requeue([letter_id], tenant=self.tenant)
-        return _json({"runs": [views.run(r) for r in reopened]})
+        return as_http_json({"runs": [views.run(r) for r in reopened]})
 
     async def workers(self) -> dict[str, Any]:
-        return _json({"items": [views.worker(w) for w in await self.store.list_workers()]})
+        return as_http_json({"items": [views.worker(w) for w in await self.store.list_workers()]})
 
     async def list_workflows(self) -> dict[str, Any]:
         """The latest version of each workflow."""
         latest = views.latest_versions(await self.store.list_workflows(tenant=self.tenant))
-        return _json({"items": [views.workflow_summary(w) for w in latest]})
+        return as_http_json({"items": [views.workflow_summary(w) for w in latest]})
 
     async def get_workflow(self, name: str, version: int | None = None) -> dict[str, Any]:
         versions = await self.store.workflow_versions(name, tenant=self.tenant)
-        return _json(views.workflow_version(versions, name, version))
+        return as_http_json(views.workflow_version(versions, name, version))
 
     async def register_workflow(self, definition: Path) -> dict[str, Any]:
         """Validated against the handlers built in and those of running workers, as the API
@@ -184,7 +188,7 @@ class DatabaseBackend:
             load_workflow(definition, handlers=handlers), tenant=self.tenant
         )
         versions = await self.store.workflow_versions(record.name, tenant=self.tenant)
-        return _json(views.workflow(record, [w.version for w in versions]))
+        return as_http_json(views.workflow(record, [w.version for w in versions]))
 
 
 # --- choosing one --------------------------------------------------------------------------------
@@ -285,17 +289,21 @@ async def server(url: str, api_key: str | None) -> AsyncIterator[RemoteClient]:
             ) from None
 
 
-def with_backend(target: Target, work: Callable[[Backend], Awaitable[T]]) -> T:
-    """Run ``work`` on the server or the database ``target`` names."""
+def with_backend(
+    target: Target,
+    work: Callable[[B], Awaitable[T]],
+    *,
+    local: Callable[[Store, str], B] = DatabaseBackend,  # type: ignore[assignment]
+) -> T:
+    """Run ``work`` on the server or the database ``target`` names (``local`` makes what
+    stands for the server on a database, as a tenant)."""
     if target.url is None:
-        return with_store(
-            target.database_url, lambda store: work(DatabaseBackend(store, target.tenant))
-        )
+        return with_store(target.database_url, lambda store: work(local(store, target.tenant)))
     url = target.url
 
     async def remotely() -> T:
         async with server(url, target.api_key) as client:
-            return await work(client)
+            return await work(cast(B, client))
 
     return asyncio.run(remotely())
 

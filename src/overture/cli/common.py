@@ -61,12 +61,16 @@ def setting_option(
                 raise click.BadParameter(str(error), ctx=ctx, param=param) from None
         return value
 
+    if kind is bool:  # --scheduler/--no-scheduler; None when neither is given
+        flag = f"{setting.flag}/--no-{setting.flag.removeprefix('--')}"
+    else:
+        flag = setting.flag
+        kwargs.setdefault("type", _CLICK_TYPES[kind])
     return click.option(
-        setting.flag,
+        flag,
         *decls,
         name,
         default=None,
-        type=kwargs.pop("type", _CLICK_TYPES[kind]),
         callback=given_or_resolved,
         help=f"{setting.help} [env: {setting.env}{shown}]",
         **kwargs,

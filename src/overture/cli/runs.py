@@ -28,7 +28,8 @@ from overture.core.state import RunState, RunStatus, fold
 from overture.store.base import Store
 from overture.store.records import RunRecord, StoredEvent
 
-RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
+RUN_STATUSES: tuple[str, ...] = (*get_args(RunStatus), "scheduled")
+"""A run's statuses, and ``scheduled``: delayed runs whose start time is still ahead."""
 
 
 @click.group()
@@ -64,13 +65,14 @@ def list_runs(
     if as_json:
         click.echo(serde.dumps_text(page))
         return
-    table = _table("id", "workflow", "status", "created", "finished")
+    table = _table("id", "workflow", "status", "created", "starts", "finished")
     for r in page["items"]:
         table.add_row(
             r["id"],
             f"{r['workflow']} v{r['version']}",
             status_text(r["status"]),
             time_text(r["created_at"]),
+            time_text(r.get("run_at")),
             time_text(r["finished_at"]),
         )
     out = console()

@@ -34,6 +34,7 @@ except ImportError:  # e.g. on Windows: the standard loop serves, more slowly
 @setting_option("log_level", metavar="LEVEL")
 @setting_option("http_base_url", metavar="URL")
 @setting_option("http_allow", metavar="HOSTS")
+@setting_option("scheduler")
 @click.option(
     "--config",
     type=click.Path(dir_okay=False),

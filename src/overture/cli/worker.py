@@ -12,6 +12,7 @@ import click
 
 from overture.cli.common import reports_errors, setting_option
 from overture.handlers.loading import ProcessHandlers, process_handlers
+from overture.runtime.scheduler import Scheduler
 from overture.runtime.secrets import secrets_from_env
 from overture.runtime.worker import Worker
 from overture.settings import Settings, load_settings
@@ -29,6 +30,7 @@ logger = logging.getLogger("overture.worker")
 @setting_option("log_level", metavar="LEVEL")
 @setting_option("http_base_url", metavar="URL")
 @setting_option("http_allow", metavar="HOSTS")
+@setting_option("scheduler")
 @click.option(
     "--poll",
     type=click.FloatRange(min=0.01),
@@ -44,7 +46,9 @@ def worker(poll: float, worker_id: str | None, config: str | None, **flags: Any)
 
     The first signal stops claiming and lets running steps finish within --grace seconds (the
     rest go back to the queue); a second signal gives them back at once. Exits 0 after a clean
-    shutdown. Secrets come from OVERTURE_SECRET_<NAME> environment variables.
+    shutdown. Secrets come from OVERTURE_SECRET_<NAME> environment variables. Unless
+    --no-scheduler, the process also fires cron schedules (each tick fires once, however many
+    processes do).
     """
     settings = load_settings(flags, config=config)
     logging.basicConfig(
@@ -88,7 +92,14 @@ async def _serve(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, on_signal, signum)
         logger.info("worker %s on %s", runner.id, redact_url(settings.database_url))
-        await runner.run()
+        scheduler = Scheduler(store) if settings.scheduler else None
+        scheduling = asyncio.create_task(scheduler.run()) if scheduler else None
+        try:
+            await runner.run()
+        finally:
+            if scheduler is not None and scheduling is not None:
+                scheduler.stop()
+                await scheduling
     finally:
         await handlers.aclose()
         await store.close()

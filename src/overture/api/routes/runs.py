@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Query, Request
 from starlette.responses import Response
@@ -102,7 +102,10 @@ async def start_run(request: Request) -> Response:
 async def list_runs(
     who: Reader,
     s: Svc,
-    status: RunStatus | None = None,
+    status: Annotated[
+        RunStatus | Literal["scheduled"] | None,
+        Query(description="scheduled: delayed runs whose start time is still ahead."),
+    ] = None,
     workflow: Annotated[str | None, Query(max_length=128)] = None,
     since: datetime | None = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
@@ -112,11 +115,12 @@ async def list_runs(
         since = since.replace(tzinfo=UTC)
     page = await s.store.list_runs(
         tenant=who.tenant,
-        status=status,
+        status=None if status == "scheduled" else status,
         workflow=workflow,
         since=since,
         cursor=cursor,
         limit=limit,
+        scheduled=status == "scheduled",
     )
     items = [views.run(r) for r in page.items]
     return views.JSONResponse({"items": items, "next_cursor": page.next_cursor})
