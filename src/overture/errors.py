@@ -12,6 +12,7 @@
     ├── NotFound, Conflict, NotRetryable, InvalidCursor   what the stores refuse (below)
     ├── DatabaseUrlInvalid, SchemaOutdated                 the database cannot be used
     ├── SettingsInvalid        a setting's value (settings.py) cannot be used
+    ├── RequestInvalid         what the API would refuse with 422, refused on the database too
     ├── ServeRefused, WorkflowFilesInvalid   `overture serve` will not start (api/server.py)
     ├── ApiProblem, ServerUnreachable        what RemoteClient raises (remote.py)
     ├── CronInvalid            a cron expression or time zone cannot be used (triggers/cron.py)
@@ -139,6 +140,13 @@ class InputInvalid(OvertureError):
         self.workflow = workflow
         self.errors = tuple(errors)
         super().__init__(f"input of workflow {workflow!r} is invalid: " + "; ".join(errors))
+
+
+class RequestInvalid(OvertureError):
+    """A request the API would refuse as ``invalid_request``, made straight on the database
+    (the CLI without a server): refused the same way."""
+
+    code = "invalid_request"
 
 
 class NotFound(OvertureError):

@@ -27,9 +27,9 @@ import httpx
 from overture import __version__, serde, sse
 from overture.core.state import TERMINAL_RUN
 from overture.errors import OvertureError
+from overture.remote_parts import path_part as _part
+from overture.remote_parts import present as _present
 from overture.remote_triggers import TriggerOperations
-from overture.remote_triggers import path_part as _part
-from overture.remote_triggers import present as _present
 from overture.serde import JSON
 
 PROBLEM_JSON = "application/problem+json"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
-from urllib.parse import quote
 
+from overture.remote_parts import path_part, present
 from overture.serde import JSON
 
 
@@ -140,13 +140,3 @@ class TriggerOperations:
 
     async def delete_webhook_source(self: _Caller, name: str) -> None:
         await self._call("DELETE", f"/v1/webhook-sources/{path_part(name)}")
-
-
-def path_part(value: str) -> str:
-    """``value`` as one segment of a URL path."""
-    return quote(value, safe="")
-
-
-def present(**fields: Any) -> dict[str, Any]:
-    """The fields that were given (not None)."""
-    return {k: v for k, v in fields.items() if v is not None}

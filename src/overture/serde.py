@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeAlias
 
 import orjson
@@ -10,6 +11,9 @@ JSON: TypeAlias = bool | int | float | str | list["JSON"] | dict[str, "JSON"] | 
 """A value that survives a JSON round trip unchanged."""
 
 JSONObject: TypeAlias = dict[str, JSON]
+
+UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
+"""What no text column keeps: NUL (PostgreSQL) and half of a surrogate pair (not UTF-8)."""
 
 
 def dumps(value: Any) -> bytes:

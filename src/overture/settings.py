@@ -298,7 +298,7 @@ def read_config(
         raise SettingsInvalid(f"{path}: not valid TOML: {error}") from None
     for key in data:
         if key not in SETTINGS and key not in SECTIONS:
-            close = difflib.get_close_matches(key, SETTINGS, n=1)
+            close = difflib.get_close_matches(key, [*SETTINGS, *SECTIONS], n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise SettingsInvalid(f"{path}: unknown setting {key!r}{hint}")
     return data, str(path)

@@ -87,9 +87,22 @@ def test_an_apex_event_envelope_is_accepted_as_is(tenant: Tenant) -> None:
     run = tenant.wait(event["routes"][0]["run_id"])
     assert run["correlation_id"] == "corr-1"
     assert run["input"]["trace"] == {"traceId": "abc", "spanId": "def"}
-    snake = {"event_id": "e2", "event_type": "flight.requested", "idempotency_key": "idem-1"}
+    snake = {"event_id": "0b6d7c1e", "event_type": "flight.requested", "idempotency_key": "idem-1"}
     repeat = tenant.client("write").post("/v1/events", json=snake)
-    assert repeat.status_code == 200, "the idempotency key was seen before"
+    assert repeat.status_code == 200, "the same event in snake_case was seen before"
+    assert repeat.json()["event"]["routes"] == event["routes"]
+
+
+def test_a_key_or_an_id_reused_for_another_event_is_refused(tenant: Tenant) -> None:
+    http = tenant.client("write")
+    http.post("/v1/events", json={"type": "a", "id": "e1", "idempotency_key": "k"})
+
+    other_id = http.post("/v1/events", json={"type": "a", "id": "e2", "idempotency_key": "k"})
+    other_type = http.post("/v1/events", json={"type": "b", "id": "e1"})
+
+    problem(other_id, 409, "idempotency_key_reused")
+    problem(other_type, 409, "event_exists")
+    assert [e["id"] for e in tenant.http.get("/v1/events").json()["items"]] == ["e1"]
 
 
 def test_an_envelope_for_another_tenant_is_refused(tenant: Tenant) -> None:
@@ -113,6 +126,11 @@ def test_an_envelope_for_another_tenant_is_refused(tenant: Tenant) -> None:
         '{"type": "x", "payload": {"n": Infinity}}',
         '{"type": "x", "target": 5}',
         '{"type": "x", "source": "webhook:github"}',
+        '{"type": "x", "id": "webhook:github:1"}',
+        '{"type": "x", "id": "a/b"}',
+        '{"type": "x", "trace": {"n": 123456789012345678901234567890}}',
+        '{"type": "x", "chaos": {"s": "\\ud800"}}',
+        '{"type": "x", "user_id": "a\\u0000b"}',
     ],
     ids=[
         "empty",
@@ -124,6 +142,11 @@ def test_an_envelope_for_another_tenant_is_refused(tenant: Tenant) -> None:
         "infinity",
         "target",
         "webhook-source",
+        "webhook-id",
+        "slash-id",
+        "huge-int",
+        "surrogate",
+        "nul",
     ],
 )
 def test_bad_events_are_refused_and_nothing_is_stored(tenant: Tenant, raw: str) -> None:

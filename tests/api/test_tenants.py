@@ -145,7 +145,13 @@ def build_world(api: Api) -> World:
         a.http.post("/v1/events", json={"type": "nothing.listens", "id": event_id})
     b_event = b.http.post("/v1/events", json={"type": "nothing.listens", "id": "b-event"}).json()
     for schedule_id in ("yearly", "doomed", "shared"):  # paused: A's calls must not start runs
-        body = {"id": schedule_id, "workflow": "spare", "cron": "@yearly", "paused": True}
+        body = {
+            "id": schedule_id,
+            "workflow": "spare",
+            "cron": "@yearly",
+            "paused": True,
+            "input": {"name": "x"},
+        }
         assert a.http.post("/v1/schedules", json=body).status_code == 201
     for tenant, secret in ((a, A_HOOK_SECRET), (b, "b-hook-secret")):
         # Tenant names are unique, and so must be sources' names (they are the URL).
@@ -328,7 +334,13 @@ def _list_schedules(world: World) -> None:
 @check("POST", "/v1/schedules")
 def _create_schedule(world: World) -> None:
     before = world.snapshot()
-    body = {"id": "shared", "workflow": "spare", "cron": "@yearly", "paused": True}
+    body = {
+        "id": "shared",
+        "workflow": "spare",
+        "cron": "@yearly",
+        "paused": True,
+        "input": {"name": "x"},
+    }
     problem(world.b.http.post("/v1/schedules", json=body), 404, "not_found")  # A's workflow
     own = world.b.http.post("/v1/schedules", json={**body, "workflow": "hello"})
     assert own.status_code == 201, "A's schedule id is A's"
@@ -381,8 +393,8 @@ def _deliver_webhook(world: World) -> None:
     """Public: whoever posts (with B's key or none), the source's tenant gets the event."""
     b_runs = ids(listed(world.b.http, "/v1/runs", limit="1000"))
     b_events = listed(world.b.http, "/v1/events", limit="1000")
-    body = b'{"zen": "one tenant"}'
-    for client in (world.b.http, world.a.api.client()):
+    for sender, client in (("b", world.b.http), ("anyone", world.a.api.client())):
+        body = b'{"zen": "one tenant", "sent_by": "%s"}' % sender.encode()
         headers = sign(
             "github",
             body=body,

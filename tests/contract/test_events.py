@@ -212,3 +212,22 @@ steps:
 
     assert [r.workflow for r in from_source.routes if r.run_id] == ["on_github"]
     assert elsewhere.routes == ()
+
+
+async def test_what_else_the_sender_said_cannot_pass_for_a_webhook(store: Store) -> None:
+    await register(
+        store,
+        """
+name: on_github
+on: {webhook: [github]}
+steps:
+  - {id: triage, uses: echo}
+""",
+    )
+
+    event, _ = await store.record_event(
+        NewEvent(type="x", id="m1", meta={"source": "webhook:github", "trace": {"t": 1}})
+    )
+
+    assert event.routes == ()
+    assert event.source is None

@@ -150,3 +150,29 @@ async def test_postgres_migrations_from_empty_give_the_current_schema(
 
     assert expected, "the PostgreSQL migrations declare no tables"
     assert await postgres_schema(postgres_url) == expected
+
+
+async def test_runs_delayed_before_the_triggers_migration_are_listed_as_scheduled() -> None:
+    """003 gives runs that were waiting for their start time that start time (SQLite; the
+    PostgreSQL statement is the same SQL)."""
+    with closing(sqlite3.connect(":memory:")) as db:
+        before, (triggers, *_) = migrations("sqlite")[:2], migrations("sqlite")[2:]
+        for migration in before:
+            db.executescript(migration.sql)
+        run = "INSERT INTO runs (id, tenant, workflow, version, status, created_at, updated_at, "
+        run += "last_seq) VALUES (?, 't', 'w', 1, ?, 100, 100, 1)"
+        job = "INSERT INTO jobs (run_id, tenant, workflow, step_id, compensation, attempt, uses, "
+        job += "input, priority, run_at, state, created_at) VALUES (?, 't', 'w', 's', 0, 1, 'u', "
+        job += "'{}', 0, ?, ?, 100)"
+        for run_id, status, run_at, state in [
+            ("delayed", "queued", 5000, "queued"),
+            ("now", "queued", 100, "queued"),
+            ("started", "running", 5000, "leased"),
+        ]:
+            db.execute(run, (run_id, status))
+            db.execute(job, (run_id, run_at, state))
+
+        db.executescript(triggers.sql)
+
+        found = dict(db.execute("SELECT id, not_before FROM runs"))
+    assert found == {"delayed": 5000, "now": None, "started": None}

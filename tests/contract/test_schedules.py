@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from overture.errors import Conflict, NotFound
+from overture.errors import Conflict, InputInvalid, NotFound
 from overture.store import Store
 from overture.store.records import ScheduleSpec
 from overture.triggers.cron import CronInvalid
+from overture.triggers.schedules import ScheduleInvalid
 
-from .conftest import OpenStore, register
+from .conftest import OpenStore, execute_sql, register
 
 pytestmark = pytest.mark.asyncio
 
@@ -246,3 +247,46 @@ async def test_the_next_tick_due_is_known(store: Store) -> None:
     await store.create_schedule(spec(id="later", cron="0 7 1 1 *"))
 
     assert await store.next_schedule_at() == made.next_fire_at
+
+
+async def test_registering_the_same_definition_again_restores_its_schedules(
+    store: Store, store_url: str
+) -> None:
+    await register(store, DAILY)
+    statement = "DELETE FROM schedules"  # as in a database from before cron triggers
+    await execute_sql(store_url, statement, statement)
+    assert await store.list_schedules() == []
+
+    await register(store, DAILY)
+
+    assert {s.id for s in await store.list_schedules()} == {"daily:cron:0", "daily:cron:1"}
+
+
+async def test_a_schedule_whose_input_the_workflow_refuses_is_not_made(store: Store) -> None:
+    await register(
+        store,
+        """
+name: strict
+input: {type: object, required: [day]}
+steps:
+  - {id: s, uses: echo}
+""",
+    )
+
+    with pytest.raises(InputInvalid):
+        await store.create_schedule(spec(workflow="strict", input={"night": 1}))
+    made = await store.create_schedule(spec(workflow="strict", input={"day": 1}))
+    assert made.input == {"day": 1}
+
+
+@pytest.mark.parametrize(
+    "fields", [{"id": "has:colon"}, {"id": "a/b"}, {"catch_up": -1}, {"catch_up": 5000}]
+)
+async def test_schedules_made_by_hand_follow_the_api_s_rules(
+    store: Store, fields: dict[str, object]
+) -> None:
+    await register(store, JOB)
+
+    with pytest.raises(ScheduleInvalid):
+        await store.create_schedule(spec(**fields))
+    assert await store.list_schedules() == []

@@ -90,3 +90,15 @@ async def test_a_deleted_source_is_gone(store: Store) -> None:
     with pytest.raises(NotFound):
         await store.webhook_source("gh")
     await store.create_webhook_source(source(tenant="globex"))  # the name is free again
+
+
+async def test_rotation_keeps_five_active_secrets_at_most_the_newest(store: Store) -> None:
+    await store.create_webhook_source(source("gh", "acme", "s1", "s0"))
+
+    for number in range(2, 8):
+        rotated = await store.rotate_webhook_secret(
+            "gh", f"s{number}", retire_after=3600, tenant="acme"
+        )
+
+    assert rotated.active_secrets(datetime.now(UTC)) == ["s7", "s6", "s5", "s4", "s3"]
+    assert [s.value for s in rotated.secrets] == ["s7", "s6", "s5", "s4", "s3"]

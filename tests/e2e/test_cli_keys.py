@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.cli import run_overture
 
 from overture.apikeys import hash_key
 from overture.store import create_store
 from overture.store.records import ApiKeyRecord
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class Keys:
@@ -28,17 +25,7 @@ class Keys:
         self.url = f"sqlite:///{directory / 'o.db'}"
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        # Without OVERTURE_* settings: a developer's own database or tenant must not leak in.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OVERTURE_")}
-        return subprocess.run(
-            [sys.executable, "-m", "overture", "keys", *args, "--database-url", self.url],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            cwd=self.directory,
-            env={**env, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
-            check=False,
-        )
+        return run_overture("keys", *args, "--database-url", self.url, cwd=self.directory)
 
     def ok(self, *args: str) -> str:
         done = self(*args)

@@ -4,17 +4,14 @@ against a real ``overture serve`` whose scheduler fires the ticks."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.cli import run_overture
 from tests.support.processes import no_traceback, until
 from tests.support.server import running_server
-
-ROOT = Path(__file__).resolve().parents[2]
 
 WELCOME = """\
 name: welcome
@@ -35,16 +32,7 @@ class Cli:
         self.target = target
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OVERTURE_")}
-        return subprocess.run(
-            [sys.executable, "-m", "overture", *args, *self.target],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            cwd=self.directory,
-            env={**env, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
-            check=False,
-        )
+        return run_overture(*args, *self.target, cwd=self.directory)
 
     def ok(self, *args: str) -> str:
         done = self(*args)
@@ -118,7 +106,12 @@ def test_schedules_are_listed_added_paused_resumed_and_removed(db: Cli) -> None:
     refused = db("schedules", "rm", "welcome:cron:0")
     assert refused.returncode == 1 and "schedule_from_workflow" in refused.stderr
     bad = db("schedules", "add", "x", "--workflow", "welcome", "--cron", "0 25 * * *")
-    assert bad.returncode == 2 and "hour 25" in bad.stderr and no_traceback(bad)
+    assert bad.returncode == 1 and "hour 25" in bad.stderr and "[bad_cron]" in bad.stderr
+    assert no_traceback(bad)
+    spoof = db("events", "send", "user.signed_up", "--source", "webhook:gh")
+    assert spoof.returncode == 1 and "[invalid_request]" in spoof.stderr, "as the API refuses it"
+    odd_id = db("schedules", "add", "has/slash", "--workflow", "welcome", "--cron", "@daily")
+    assert odd_id.returncode == 1 and "[invalid_request]" in odd_id.stderr
     db.ok("schedules", "rm", "weekly")
     assert [s["id"] for s in db.json("schedules", "ls")["items"]] == ["welcome:cron:0"]
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,10 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.support.cli import run_overture
 from tests.support.processes import no_traceback
-from tests.support.server import RunningServer, environment, start_server
+from tests.support.server import RunningServer, start_server
 
-OVERTURE = [sys.executable, "-m", "overture"]
 CONFIG_SECRET = "config-secret-3f9a1c"
 CONFIG = """\
 [webhooks.ci]
@@ -46,15 +45,7 @@ class Served:
     def overture(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         """``overture ARGS`` in the server's directory (its overture.toml), with its URL and key."""
         extra = {"OVERTURE_URL": self.server.url, "OVERTURE_API_KEY": self.key, **env}
-        return subprocess.run(
-            [*OVERTURE, *args],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            cwd=self.directory,
-            env=environment(**extra),
-            check=False,
-        )
+        return run_overture(*args, cwd=self.directory, env=extra)
 
     def ok(self, *args: str, **env: str) -> str:
         done = self.overture(*args, **env)
@@ -81,15 +72,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         LISTENER.format(name="on-invoice", type="billing.invoice.paid")
     )
     (directory / "overture.toml").write_text(CONFIG)
-    created = subprocess.run(
-        [*OVERTURE, "keys", "create", "--scopes", "admin", "--database-url", url],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=directory,
-        env=environment(),
-        check=True,
+    created = run_overture(
+        "keys", "create", "--scopes", "admin", "--database-url", url, cwd=directory
     )
+    assert created.returncode == 0, created.stderr
     server = start_server(
         url, workflows=workflows, cwd=directory, env={"CI_WEBHOOK_SECRET": CONFIG_SECRET}
     )
@@ -221,3 +207,33 @@ def test_ls_rotate_and_rm_never_print_a_secret(served: Served) -> None:
     for output in (rotated, listed, json.dumps(as_json), removed):
         for secret in ("first-secret", "second-secret", CONFIG_SECRET):
             assert secret not in output
+
+
+@pytest.mark.parametrize("secret", ["é-secret", "a\nb"])
+def test_a_secret_that_cannot_be_sent_is_a_bad_secret_not_a_crash(
+    served: Served, secret: str
+) -> None:
+    source = "make-" + uuid.uuid4().hex[:8]
+    served.ok("webhooks", "add", source, "--scheme", "make", "--secret", "make-key")
+
+    done = served.overture("webhooks", "test", source, "--secret", secret)
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--secret" in done.stderr and "visible ASCII" in done.stderr
+    assert "server_unreachable" not in done.stderr
+    assert no_traceback(done)
+
+
+def test_the_payload_is_json_or_at_file_as_events_send_takes_it(served: Served) -> None:
+    source = name()
+    served.ok("webhooks", "add", source, "--scheme", "github", "--secret", "payload-secret")
+    (served.directory / "pr.json").write_text('{"action": "reopened"}')
+    args = ("webhooks", "test", source, "--event", "pull_request", "--secret", "payload-secret")
+
+    sent = served.ok(*args, "--payload", "@pr.json")
+    bare = served.overture(*args, "--payload", "pr.json")
+
+    found = STARTED.search(sent)
+    assert found is not None, sent
+    assert served.run(found.group(1))["input"]["payload"] == {"action": "reopened"}  # type: ignore[index]
+    assert bare.returncode == 2 and "write @pr.json" in bare.stderr, bare.stderr

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 from datetime import UTC, datetime
 from typing import Any, get_args
 
 import pytest
 
-from overture.api.schemas import WebhookScheme
+from overture.api.schemas import RETIRE_AFTER, RotateSecretIn, WebhookScheme
+from overture.cli.webhooks import _delivery_body, rotate_secret
 from overture.settings import SettingsInvalid
 from overture.store.records import WebhookSecret, WebhookSource
-from overture.triggers.signatures import SCHEMES, Delivery, OptionsInvalid, sign, verify
+from overture.triggers.signatures import (
+    SCHEMES,
+    TYPE_FIELDS,
+    Delivery,
+    OptionsInvalid,
+    sign,
+    verify,
+)
 from overture.triggers.webhooks import (
     check_secrets,
     config_sources,
@@ -196,7 +206,7 @@ def test_the_event_is_the_sources_tenants_with_an_id_per_source_and_delivery() -
 
     event = delivery_event(source("github", name="gh-main"), delivery, body)
 
-    assert event.id == "gh-main:72d3162e"
+    assert event.id == "webhook:gh-main:72d3162e"
     assert event.tenant == "acme"
     assert event.source == "webhook:gh-main"
     assert event.payload == {"action": "opened", "number": 7}
@@ -244,6 +254,86 @@ def test_what_a_store_cannot_keep_is_replaced_in_the_type_and_id() -> None:
 
     event = delivery_event(source("stripe"), delivery, b"{}")
 
+    # Kept as text the store can hold, then hashed like any id that is not plain.
+    hashed = "sha256:" + hashlib.sha256("id\ufffd\ufffd".encode()).hexdigest()
     assert event.type == "stripe.order\ufffdpaid\ufffd"
-    assert event.id == "src:id\ufffd\ufffd"
+    assert event.id == f"webhook:src:{hashed}"
     assert event.meta == {"webhook": {"source": "src", "delivery_id": "id\ufffd\ufffd"}}
+
+
+def test_a_long_delivery_id_is_hashed_and_an_odd_type_made_safe() -> None:
+    source = WebhookSource(
+        name="src", scheme="github", secrets=(), options={}, tenant="t", origin="config"
+    )
+    delivery = Delivery(delivery_id="d" * 4000, event_type="pull request " + "x" * 4000)
+
+    event = delivery_event(source, delivery, b"{}")
+
+    assert event.id.startswith("webhook:src:sha256:") and len(event.id) < 100
+    assert event.type.startswith("github.pull_request_x") and len(event.type) <= 200
+    assert " " not in event.type
+
+
+def test_an_hmac_source_needs_no_timestamp_header() -> None:
+    options = source_options("hmac", {"header": "X-Sig", "prefix": "sha256="})
+
+    check_secrets("hmac", options, ["s3cret"])
+
+    assert "tolerance" not in options
+
+
+def test_a_make_secret_must_fit_in_a_header() -> None:
+    with pytest.raises(OptionsInvalid, match="visible ASCII"):
+        check_secrets("make", source_options("make", {}), ["sécret\n"])
+
+
+@pytest.mark.parametrize(
+    ("scheme", "options"),
+    [
+        ("github", None),
+        ("hmac", {"header": "X-Sig", "id_header": "X-Id"}),
+        ("hmac", {"header": "X-Sig", "timestamp_header": "X-Time", "id_header": "X-Id"}),
+    ],
+)
+def test_a_delivery_whose_id_is_not_signed_is_also_known_by_its_body(
+    scheme: str, options: dict[str, Any] | None
+) -> None:
+    body = b'{"action": "opened"}'
+
+    first, resent = (
+        delivery_event(source(scheme, options), Delivery(delivery_id=d, event_type="x"), body)
+        for d in ("d1", "d2")
+    )
+
+    assert first.idempotency_key == f"webhook:src:sha256:{hashlib.sha256(body).hexdigest()}"
+    assert resent.idempotency_key == first.idempotency_key and resent.id != first.id
+
+
+@pytest.mark.parametrize("scheme", ["standard", "stripe", "clickup", "make"])
+def test_a_delivery_whose_id_is_signed_or_its_bodys_hash_has_no_idempotency_key(
+    scheme: str,
+) -> None:
+    delivery = Delivery(delivery_id="d1", event_type="x")
+
+    assert delivery_event(source(scheme), delivery, b"{}").idempotency_key is None
+
+
+@pytest.mark.parametrize("scheme", sorted(TYPE_FIELDS))
+def test_the_event_type_is_read_from_the_body_field_type_fields_names(scheme: str) -> None:
+    options = {"header": "X-Sig"} if scheme == "hmac" else None
+    data = _delivery_body(scheme, source_options(scheme, options), "it.happened", "evt_1", {})
+    body = json.dumps(data).encode()
+    headers = sign(scheme, body=body, secret=WHSEC, options=options, now=1000)
+
+    delivery = verify(
+        scheme, headers=headers, body=body, secrets=[WHSEC], options=options, now=1000
+    )
+
+    assert data[TYPE_FIELDS[scheme]] == "it.happened"  # type: ignore[index,call-overload]
+    assert delivery.event_type == "it.happened"
+
+
+def test_the_cli_rotates_with_the_apis_default_overlap() -> None:
+    [default] = [p.default for p in rotate_secret.params if p.name == "retire_after"]
+
+    assert default == RETIRE_AFTER == RotateSecretIn(secret="s").retire_after == "24h"

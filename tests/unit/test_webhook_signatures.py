@@ -413,10 +413,13 @@ def test_check_options_fills_in_defaults() -> None:
         "encoding": "hex",
         "prefix": "",
         "timestamp_header": None,
-        "tolerance": 300,
         "id_header": None,
         "event_header": None,
     }
+    # The checked options check again (a source's are checked when made and when used).
+    once = check_options("hmac", {"header": "X-S"})
+    assert check_options("hmac", once) == once
+    assert check_options("hmac", {"header": "X-S", "timestamp_header": "X-T"})["tolerance"] == 300
     assert check_options("hmac", {"header": "X-S", "id_header": None})["id_header"] is None
     assert check_options("make", {}) == {"header": "x-make-apikey", "event_type": None}
 

@@ -252,6 +252,27 @@ WebhookSourceName = Annotated[
     str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Its URL's last part.")
 ]
 WebhookSecretValue = Annotated[str, BeforeValidator(storable), Field(min_length=1, max_length=1000)]
+RETIRE_AFTER = "24h"
+"""How long a rotation leaves the other secrets valid, unless told otherwise."""
+
+
+def _finite(value: object) -> object:
+    """Refuse "nan" and "inf" as text, which would read as a number of seconds."""
+    try:
+        seconds = float(value.replace(" ", "")) if isinstance(value, str) else 0.0
+    except ValueError:  # a duration such as "24h": the route parses it
+        return value
+    if not abs(seconds) < float("inf"):  # also true of NaN
+        raise ValueError(f"{value!r} is no duration: give seconds, or a duration such as '24h'")
+    return value
+
+
+RetireAfter = (
+    Annotated[float, Field(strict=True, allow_inf_nan=False)]
+    | Annotated[str, BeforeValidator(_finite), Field(max_length=32)]
+)
+"""Seconds (a JSON number, not ``true``), or a duration such as ``'24h'``; never NaN or
+infinity."""
 
 
 class WebhookSourceIn(Request):
@@ -270,8 +291,9 @@ class WebhookSourceIn(Request):
 
 class RotateSecretIn(Request):
     secret: WebhookSecretValue = Field(repr=False, description="The new first secret.")
-    retire_after: float | Annotated[str, Field(max_length=32)] = Field(
-        "24h", description="Seconds, or a duration such as '24h', the other secrets stay valid."
+    retire_after: RetireAfter = Field(
+        RETIRE_AFTER,
+        description="Seconds, or a duration such as '24h', the other secrets stay valid.",
     )
 
 

@@ -32,7 +32,7 @@ from overture.runtime.secrets import secrets_from_env
 from overture.runtime.worker import Worker
 from overture.settings import Settings
 from overture.store import Store, create_store, redact_url
-from overture.triggers.webhooks import config_sources
+from overture.triggers.webhooks import check_shadowing, config_sources
 
 logger = logging.getLogger("overture.serve")
 
@@ -128,6 +128,7 @@ class Server:
         store = create_store(settings.database_url)
         await store.open()
         self.store = store
+        await check_shadowing(store, self.webhook_sources)
         auth_required = await store.has_api_keys()
         if not auth_required and not is_loopback(settings.host):
             raise ServeRefused(
@@ -186,6 +187,8 @@ class Server:
             return
         self._stop_requested = True
         logger.info("%s: stopping; running steps get %gs to finish", name, self.settings.grace)
+        if self.scheduler is not None:
+            self.scheduler.stop()  # no tick fires while the API and the worker drain
         if self.uvicorn is not None:
             self.uvicorn.should_exit = True
 

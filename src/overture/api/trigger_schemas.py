@@ -2,31 +2,36 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     AliasChoices,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     JsonValue,
     field_validator,
 )
 
-from overture.api.payloads import AnyPayload
+from overture.api.payloads import AnyPayload, storable
 from overture.api.schemas import Key, WorkflowName
+from overture.serde import UNSTORABLE_TEXT
 from overture.triggers.events import WEBHOOK_SOURCE
-
-UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def storable_text(text: str | None) -> str | None:
     """Refuse what no text column keeps: NUL (PostgreSQL) and half surrogate pairs."""
-    if text is not None and UNSTORABLE.search(text):
+    if text is not None and UNSTORABLE_TEXT.search(text):
         raise ValueError("text cannot hold NUL or half of a surrogate pair")
+    return text
+
+
+def _not_a_delivery(text: str | None) -> str | None:
+    if text is not None and text.startswith(WEBHOOK_SOURCE):
+        raise ValueError(f"{WEBHOOK_SOURCE}... belongs to verified webhook deliveries")
     return text
 
 
@@ -37,6 +42,14 @@ EventType = Annotated[
 ]
 Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(storable_text)]
 EventKey = Annotated[Key, AfterValidator(storable_text)]
+EventId = Annotated[
+    str,
+    Field(min_length=1, max_length=200, pattern=r"^[^/]+$"),
+    AfterValidator(storable_text),
+    AfterValidator(_not_a_delivery),
+]
+"""Unique per tenant; no ``/`` (it names the event in a URL), not ``webhook:...``."""
+Object = Annotated[dict[str, JsonValue], BeforeValidator(storable)]
 
 
 def _either(snake: str, *others: str) -> AliasChoices:
@@ -46,23 +59,48 @@ def _either(snake: str, *others: str) -> AliasChoices:
     return AliasChoices(snake, *others, camel) if camel != snake else AliasChoices(snake, *others)
 
 
+def _document_aliases(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """Declare every name a field is accepted under (pydantic shows the first only), so that an
+    EventEnvelope in camelCase is valid against the published schema too."""
+    properties = schema["properties"]
+    for field in model.model_fields.values():
+        choices = field.validation_alias
+        if not isinstance(choices, AliasChoices):
+            continue
+        first, *others = [c for c in choices.choices if isinstance(c, str)]
+        for other in others:
+            properties[other] = {**properties[first], "description": f"Another name for {first}."}
+    required = schema.pop("required", [])
+    schema["anyOf"] = [
+        {"required": [alias]}
+        for name in required
+        for alias in _names(model.model_fields[name].validation_alias, name)
+    ]
+
+
+def _names(alias: object, name: str) -> list[str]:
+    if isinstance(alias, AliasChoices):
+        return [c for c in alias.choices if isinstance(c, str)]
+    return [name]
+
+
 class SendEventIn(BaseModel):
     """An event: ``{type, payload, id?, ...}``, or an EventEnvelope as is (``event_id``,
     ``event_type``, ``tenant_id``, ``timestamp``, ``source``, ``target``, ``trace``,
     ``schema_version``, in snake_case or camelCase)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_document_aliases)
 
     type: EventType = Field(validation_alias=_either("type", "event_type", "eventType"))
     payload: AnyPayload = None
-    id: EventKey | None = Field(
+    id: EventId | None = Field(
         None,
         validation_alias=_either("id", "event_id", "eventId"),
         description="Unique per tenant: an id sent before starts nothing.",
     )
     user_id: EventKey | None = Field(None, validation_alias=_either("user_id"))
     correlation_id: EventKey | None = Field(None, validation_alias=_either("correlation_id"))
-    idempotency_key: EventKey | None = Field(
+    idempotency_key: Annotated[EventKey, AfterValidator(_not_a_delivery)] | None = Field(
         None,
         validation_alias=_either("idempotency_key"),
         description="Also unique per tenant: a key sent before starts nothing.",
@@ -77,10 +115,10 @@ class SendEventIn(BaseModel):
         description="The application that sent it (webhook:... is kept for verified webhooks).",
     )
     timestamp: Name | None = None
-    target: Name | list[Name] | None = None
-    trace: dict[str, JsonValue] | None = None
+    target: Name | Annotated[list[Name], Field(max_length=100)] | None = None
+    trace: Object | None = None
     schema_version: Name | None = Field(None, validation_alias=_either("schema_version"))
-    chaos: dict[str, JsonValue] | None = None
+    chaos: Object | None = None
 
     @field_validator("source")
     @classmethod
@@ -97,7 +135,7 @@ class EventRouteOut(BaseModel):
     reason: str | None = Field(None, description="Why it started none.")
 
 
-class EventOut(BaseModel):
+class ReceivedEventOut(BaseModel):
     id: str
     type: str
     payload: JsonValue = None
@@ -111,12 +149,12 @@ class EventOut(BaseModel):
 
 
 class EventSentOut(BaseModel):
-    event: EventOut
+    event: ReceivedEventOut
     created: bool = Field(description="False: the id or key was seen before; nothing started.")
 
 
 class EventPageOut(BaseModel):
-    items: list[EventOut]
+    items: list[ReceivedEventOut]
     next_cursor: str | None = None
 
 
@@ -148,7 +186,7 @@ class ScheduleOut(BaseModel):
     timezone: str
     input: JsonValue = None
     catch_up: int
-    origin: str = Field(description="api, or workflow (from its on.cron).")
+    origin: Literal["api", "workflow"] = Field(description="workflow: from its on.cron.")
     paused: bool
     next_fire_at: datetime | None = None
     created_at: datetime

@@ -6,13 +6,20 @@ whichever it talks to (see ``cli.backends``).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from overture.api import trigger_views as views
+from overture.api.routes.events import check_repeat, new_event
+from overture.api.trigger_schemas import CreateScheduleIn, SendEventIn
 from overture.cli.backends import as_http_json as _json
+from overture.errors import RequestInvalid
 from overture.serde import JSON
 from overture.store.base import Store
-from overture.store.records import NewEvent, ScheduleSpec
+from overture.store.records import ScheduleSpec
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class TriggerBackend(Protocol):
@@ -63,6 +70,16 @@ class TriggerBackend(Protocol):
     async def delete_schedule(self, schedule_id: str) -> None: ...
 
 
+def _checked(model: type[M], **fields: Any) -> M:
+    """``fields`` as the API would take them: the same rules, on the database too."""
+    try:
+        return model.model_validate({k: v for k, v in fields.items() if v is not None})
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the request"
+        raise RequestInvalid(f"{where}: {first['msg']}") from None
+
+
 class DatabaseTriggers:
     """Events and schedules straight on a database, as one tenant."""
 
@@ -81,18 +98,19 @@ class DatabaseTriggers:
         idempotency_key: str | None = None,
         source: str | None = None,
     ) -> dict[str, Any]:
-        record, created = await self.store.record_event(
-            NewEvent(
-                type=type,
-                payload=payload,
-                id=id,
-                tenant=self.tenant,
-                user_id=user_id,
-                correlation_id=correlation_id,
-                idempotency_key=idempotency_key,
-                source=source,
-            )
+        body = _checked(
+            SendEventIn,
+            type=type,
+            payload=payload,
+            id=id,
+            user_id=user_id,
+            correlation_id=correlation_id,
+            idempotency_key=idempotency_key,
+            source=source,
         )
+        record, created = await self.store.record_event(new_event(body, self.tenant))
+        if not created:
+            check_repeat(body, record)
         return _json({"event": views.event(record), "created": created})
 
     async def get_event(self, event_id: str) -> dict[str, Any]:
@@ -122,7 +140,8 @@ class DatabaseTriggers:
         catch_up: int = 0,
         paused: bool = False,
     ) -> dict[str, Any]:
-        spec = ScheduleSpec(
+        body = _checked(
+            CreateScheduleIn,
             id=id,
             workflow=workflow,
             cron=cron,
@@ -130,8 +149,8 @@ class DatabaseTriggers:
             input=input,
             catch_up=catch_up,
             paused=paused,
-            tenant=self.tenant,
         )
+        spec = ScheduleSpec(tenant=self.tenant, **body.model_dump())
         return _json(views.schedule(await self.store.create_schedule(spec)))
 
     async def list_schedules(self) -> dict[str, Any]:

@@ -14,14 +14,10 @@ from overture.cli.common import json_option, reports_errors
 from overture.cli.console import console, time_text
 from overture.cli.trigger_backend import DatabaseTriggers, TriggerBackend
 from overture.serde import JSON
-from overture.triggers.cron import CronInvalid
 
 
 def _on(target: Target, work: Any) -> Any:
-    try:
-        return with_backend(target, work, local=DatabaseTriggers)
-    except CronInvalid as error:  # from the database; a server answers a problem instead
-        raise click.BadParameter(str(error), param_hint="--cron/--timezone") from None
+    return with_backend(target, work, local=DatabaseTriggers)
 
 
 def _json_value(text: str | None, option: str) -> JSON:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 import time
 import uuid
@@ -21,21 +22,28 @@ import httpx
 from rich.table import Table
 
 from overture import __version__, serde
+from overture.api.schemas import RETIRE_AFTER
 from overture.cli.backends import server, server_url
 from overture.cli.common import json_option, reports_errors, setting_option
 from overture.cli.console import console, parse_assignments
+from overture.cli.triggers import _json_value
 from overture.remote import ApiProblem, RemoteClient, ServerUnreachable, problem_from
-from overture.remote_triggers import path_part
+from overture.remote_parts import path_part
 from overture.serde import JSON
 from overture.settings import load_settings
-from overture.triggers.signatures import SCHEMES, sign
-from overture.triggers.webhooks import config_sources, scheme_options, source_options
+from overture.triggers.signatures import SCHEMES, TYPE_FIELDS, sign
+from overture.triggers.webhooks import (
+    config_sources,
+    scheme_options,
+    secret_problem,
+    source_options,
+)
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 SECRET_ENV = "OVERTURE_WEBHOOK_SECRET"
-TYPE_IN_BODY = {"standard": "type", "stripe": "type", "clickup": "event", "make": "type"}
-"""Where each scheme's sender puts the event type, when it is not a header."""
+_SENDABLE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
+"""A header value httpx can send as it is: visible ASCII on one line, spaces only inside."""
 
 
 @click.group()
@@ -128,7 +136,7 @@ def add_source(
 @click.option("--secret", required=True, help="The new secret, tried first from now on.")
 @click.option(
     "--retire-after",
-    default="24h",
+    default=RETIRE_AFTER,
     show_default=True,
     help="How long the other secrets stay valid (0: retire them now).",
 )
@@ -166,7 +174,10 @@ def remove_source(name: str, url: str, api_key: str | None) -> None:
 @click.argument("source")
 @click.option("--event", "event_type", help="The sender's event type, e.g. pull_request.")
 @click.option(
-    "--payload", default="{}", show_default=True, help="JSON, or a file of JSON ('-': stdin)."
+    "--payload",
+    default="{}",
+    show_default=True,
+    help="The payload: JSON, or @FILE holding JSON ('-': stdin).",
 )
 @click.option(
     "--secret",
@@ -222,6 +233,8 @@ def test_delivery(
     given = {**(known_options or {}), **parse_assignments(options, "--option")}
     checked = source_options(scheme, given)
     secret = secret or _configured_secret(source, table)
+    if unusable := secret_problem(scheme, checked, secret):
+        raise click.BadParameter(f"the secret {unusable}", param_hint="--secret")
     delivery_id = delivery_id or str(uuid.uuid4())
     body = serde.dumps(_delivery_body(scheme, checked, event_type, delivery_id, _payload(payload)))
     try:
@@ -236,6 +249,7 @@ def test_delivery(
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None
+    _check_sendable(headers, event_type, delivery_id)
     address = f"{server_url(url)}/v1/webhooks/{path_part(source)}"
     response = asyncio.run(_post(address, body, headers))
     if not response.is_success:
@@ -273,29 +287,45 @@ def _configured_secret(source: str, table: dict[str, Any] | None) -> str:
 
 
 def _payload(given: str) -> JSON:
-    """``given`` as JSON: the text itself, a file's text, or stdin's for '-'."""
+    """``given`` as JSON: the text itself, ``@FILE``'s (as ``events send`` takes it), or stdin's
+    for '-'."""
     if given == "-":
-        text = sys.stdin.read()
-    elif not given.lstrip().startswith(("{", "[", '"')) and Path(given).is_file():
-        text = Path(given).read_text(encoding="utf-8")
-    else:
-        text = given
+        try:
+            data: JSON = serde.loads(sys.stdin.read())
+        except ValueError as error:
+            raise click.BadParameter(
+                f"stdin is not JSON: {error}", param_hint="--payload"
+            ) from None
+        return data
     try:
-        data: JSON = serde.loads(text)
-    except ValueError:
+        return _json_value(given, "--payload")
+    except click.BadParameter:
+        if not given.startswith("@") and Path(given).is_file():
+            raise click.BadParameter(
+                f"{given!r} is not JSON; to send the file's JSON, write @{given}",
+                param_hint="--payload",
+            ) from None
+        raise
+
+
+def _check_sendable(headers: dict[str, str], event_type: str | None, delivery_id: str) -> None:
+    """``BadParameter`` naming the option whose value cannot travel in a header."""
+    for name, value in headers.items():
+        if _SENDABLE.fullmatch(value):
+            continue
+        option = {event_type: "--event", delivery_id: "--delivery-id"}.get(value, "--option")
         raise click.BadParameter(
-            "neither JSON nor a file of JSON", param_hint="--payload"
-        ) from None
-    return data
+            f"the {name} header would not be visible ASCII on one line", param_hint=option
+        )
 
 
 def _delivery_body(
     scheme: str, options: dict[str, Any], event_type: str | None, delivery_id: str, data: JSON
 ) -> JSON:
     """What the sender would post: the event type in the body where its scheme puts it."""
-    field = TYPE_IN_BODY.get(scheme)
-    if scheme == "hmac" and not options.get("event_header"):
-        field = "type"
+    field = TYPE_FIELDS.get(scheme)
+    if scheme == "hmac" and options.get("event_header"):
+        field = None  # the header carries it
     extra: dict[str, JSON] = {}
     if field is not None and event_type is not None:
         extra[field] = event_type

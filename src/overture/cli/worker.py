@@ -77,7 +77,11 @@ async def _serve(
         )
         loop = asyncio.get_running_loop()
 
+        scheduler = Scheduler(store) if settings.scheduler else None
+
         def on_signal(signum: int) -> None:
+            if scheduler is not None:
+                scheduler.stop()  # no tick fires while the worker drains
             if runner.stopping:
                 logger.warning(
                     "second %s: giving running steps back now", signal.Signals(signum).name
@@ -92,7 +96,6 @@ async def _serve(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, on_signal, signum)
         logger.info("worker %s on %s", runner.id, redact_url(settings.database_url))
-        scheduler = Scheduler(store) if settings.scheduler else None
         scheduling = asyncio.create_task(scheduler.run()) if scheduler else None
         try:
             await runner.run()

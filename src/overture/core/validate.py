@@ -37,6 +37,7 @@ def workflow_problems(workflow: Workflow) -> list[Problem]:
     problems += _output_problems(workflow)
     problems += _cycle_problems(workflow)
     problems += _input_schema_problems(workflow)
+    problems += _event_problems(workflow)
     problems += _cron_problems(workflow)
     return problems
 
@@ -188,6 +189,31 @@ def _input_schema_problems(workflow: Workflow) -> Iterator[Problem]:
             "bad_input_schema",
             ("input", *error.path),
         )
+
+
+def _event_problems(workflow: Workflow) -> Iterator[Problem]:
+    for index, trigger in enumerate(workflow.on.event_triggers()):
+        at: Path = ("on", "events", index)
+        written_bare = isinstance(workflow.on.events[index], str)
+        if "*" in trigger.type[:-1]:
+            yield _problem(
+                f"event type {trigger.type!r}: '*' may only end a type (e.g. 'github.*')",
+                "bad_event_type",
+                at if written_bare else (*at, "type"),
+            )
+        if trigger.when is None:
+            continue
+        try:
+            condition = parse_condition(trigger.when)
+        except TemplateSyntaxError as error:
+            yield _problem(f"bad condition: {error}", "bad_condition", (*at, "when"))
+            continue
+        if misplaced := [r.text for r in condition.references if r.root != "input"]:
+            yield _problem(
+                f"an event condition reads the event as input.<field>, not {misplaced[0]!r}",
+                "bad_condition",
+                (*at, "when"),
+            )
 
 
 def _cron_problems(workflow: Workflow) -> Iterator[Problem]:

@@ -61,7 +61,7 @@ def decode_position(cursor: str) -> int:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         tag, seq = orjson.loads(base64.urlsafe_b64decode(padded))
-        if tag != "seq":
+        if tag != "seq" or not 0 <= int(seq) < 2**63:
             raise ValueError(tag)
         return int(seq)
     except (ValueError, TypeError, binascii.Error):

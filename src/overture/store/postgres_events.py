@@ -4,7 +4,7 @@ sources."""
 from __future__ import annotations
 
 from overture import serde
-from overture.errors import NotFound
+from overture.errors import Conflict, NotFound
 from overture.ids import new_event_id
 from overture.store import trigger_rows as tr
 from overture.store.codec import decode_position, encode_position
@@ -51,7 +51,11 @@ class PostgresEvents(PostgresWorkflows):
             )
             if seq is None:  # a concurrent delivery of the same event committed first
                 seen = await self._event_seen(tx, event, event_id)
-                assert seen is not None
+                if seen is None:  # it rolled back: it held the id only while it lasted
+                    raise Conflict(
+                        f"event {event_id!r} is being recorded by a request that did not finish",
+                        code="event_in_flight",
+                    )
                 return seen, False
             found = tr.routes_text(await self._route(tx, event_id, event))
             await tx.conn.execute(Q["received_event_routes"], found, seq)
@@ -142,7 +146,7 @@ class PostgresEvents(PostgresWorkflows):
         self, name: str, secret: str, *, retire_after: float, tenant: str = DEFAULT_TENANT
     ) -> WebhookSource:
         async def write(tx: Tx) -> WebhookSource:
-            row = await tx.conn.fetchrow(Q["webhook_source_get"] + " FOR UPDATE", name, tenant)
+            row = await tx.conn.fetchrow(Q["webhook_source_get_locked"], name, tenant)
             if row is None:
                 raise NotFound("webhook source", name)
             now = await tx.clock()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from overture.core.inputs import prepare_input
 from overture.errors import NotFound
 from overture.store import trigger_rows as tr
 from overture.store.postgres_tx import Q, Tx, when
@@ -12,24 +13,29 @@ from overture.store.postgres_workflows import PostgresWorkflows
 from overture.store.records import DEFAULT_TENANT, ScheduleRecord, ScheduleSpec, Tick
 from overture.store.triggers import (
     ROUTE_ERRORS,
+    cannot_plan,
+    fired_tick,
     route_error,
     schedule_from_workflow,
     schedule_params,
     schedule_taken,
     tick_request,
-    unschedulable,
 )
-from overture.triggers.schedules import first_tick, plan
+from overture.triggers.schedules import check_schedule, first_tick, plan
 
 
 class PostgresSchedules(PostgresWorkflows):
     async def create_schedule(self, spec: ScheduleSpec) -> ScheduleRecord:
+        check_schedule(spec)
+
         async def write(tx: Tx) -> ScheduleRecord:
             head = await tx.conn.fetchrow(
                 Q["workflow_head_for_start"], spec.tenant, spec.workflow, None
             )
             if head is None:
                 raise NotFound("workflow", spec.workflow)
+            workflow = await self._workflow(tx, spec.tenant, spec.workflow, head[0])
+            prepare_input(workflow.name, workflow.input, spec.input)  # each tick's run's input
             params = schedule_params(spec, None, await tx.clock(), origin="api")
             row = await tx.conn.fetchrow(Q["schedule_insert"], *params.values())
             if row is None:
@@ -80,6 +86,9 @@ class PostgresSchedules(PostgresWorkflows):
         await self._write(write)
 
     async def fire_schedules(self, *, now: datetime | None = None, limit: int = 100) -> list[Tick]:
+        if not await self._need_pool().fetchval(Q["schedules_any_due"], now):
+            return []
+
         async def write(tx: Tx) -> list[Tick]:
             at = now or await tx.clock()
             due = await tx.conn.fetch(Q["schedules_due"], at, limit)
@@ -92,15 +101,14 @@ class PostgresSchedules(PostgresWorkflows):
 
     async def _fire(self, tx: Tx, schedule: ScheduleRecord, now: datetime) -> list[Tick]:
         """Fire a due schedule's ticks (each at most once, ever) and move it to its next."""
-        assert schedule.next_fire_at is not None  # due schedules are not paused
-        key = (schedule.tenant, schedule.id)
+        key, due = (schedule.tenant, schedule.id), schedule.next_fire_at
+        if due is None:  # only paused schedules have none, and those are not due
+            return []
         try:
-            ticks = plan(
-                schedule.cron, schedule.timezone, schedule.next_fire_at, now, schedule.catch_up
-            )
-        except ValueError as error:  # e.g. a time zone this machine's tzdata does not know
-            await tx.conn.execute(Q["schedule_pause"], *key, True, None)
-            return [unschedulable(schedule, now, error)]
+            ticks = plan(schedule.cron, schedule.timezone, due, now, schedule.catch_up)
+        except ValueError as error:  # a time zone this machine's tzdata does not know
+            cannot_plan(schedule, error)
+            return []
         fired_at = await tx.clock()
         fired = []
         for tick in ticks.fire:
@@ -112,16 +120,7 @@ class PostgresSchedules(PostgresWorkflows):
             except ROUTE_ERRORS as failure:
                 problem = route_error(failure)
             await tx.conn.execute(Q["tick_result"], run_id, problem, *key, tick)
-            fired.append(
-                Tick(
-                    tenant=key[0],
-                    schedule_id=key[1],
-                    tick=tick,
-                    fired_at=fired_at,
-                    run_id=run_id,
-                    error=problem,
-                )
-            )
+            fired.append(fired_tick(schedule, tick, fired_at, run_id, problem))
         await tx.conn.execute(Q["schedule_advance"], ticks.next_fire_at, *key)
         return fired
 
@@ -133,7 +132,7 @@ class PostgresSchedules(PostgresWorkflows):
 async def _schedule(
     conn: Any, tenant: str, schedule_id: str, *, lock: bool = False
 ) -> ScheduleRecord:
-    query = Q["schedule_get"] + (" FOR UPDATE" if lock else "")
+    query = Q["schedule_get_locked" if lock else "schedule_get"]
     row = await conn.fetchrow(query, tenant, schedule_id)
     if row is None:
         raise NotFound("schedule", schedule_id)

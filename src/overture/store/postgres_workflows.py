@@ -15,7 +15,7 @@ from overture.store.codec import error_text, run_id_taken, version_to_register, 
 from overture.store.postgres_base import PostgresBase
 from overture.store.postgres_tx import Batch, Q, Tx, when
 from overture.store.records import DEFAULT_TENANT, RunRecord, StartRun, WorkflowRecord
-from overture.store.triggers import schedule_params
+from overture.store.triggers import schedule_params, schedule_taken
 from overture.triggers.schedules import workflow_schedules
 
 
@@ -36,6 +36,10 @@ class PostgresWorkflows(PostgresBase):
                 None if same is None else rows.workflow_record(same, when),
             )
             if isinstance(decided, WorkflowRecord):
+                if latest is not None and decided.version == latest[2]:
+                    # The same definition again (``serve`` registers its files at every start):
+                    # its schedules may predate the cron triggers (databases before 003).
+                    await self._sync_schedules(tx, tenant, decided.workflow)
                 return decided
             row = await conn.fetchrow(
                 Q["workflow_insert"],
@@ -154,8 +158,11 @@ class PostgresWorkflows(PostgresBase):
         for spec in workflow_schedules(workflow, tenant):
             previous = old.pop(spec.id, None)
             params = schedule_params(spec, previous, now)
-            query = Q["schedule_update" if previous else "schedule_insert"]
-            await tx.conn.execute(query, *params.values())
+            # Both statements number their parameters in schedule_params' order.
+            if previous is not None:
+                await tx.conn.execute(Q["schedule_update"], *params.values())
+            elif await tx.conn.fetchrow(Q["schedule_insert"], *params.values()) is None:
+                raise schedule_taken(spec.id)
         for gone in old:
             await tx.conn.execute(Q["schedule_delete"], tenant, gone)
             await tx.conn.execute(Q["ticks_delete"], tenant, gone)

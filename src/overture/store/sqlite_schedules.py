@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
+from datetime import UTC, datetime
 
+from overture.core.inputs import prepare_input
 from overture.errors import NotFound
 from overture.store import trigger_rows as tr
 from overture.store.codec import micros
@@ -14,21 +15,27 @@ from overture.store.sqlite_workflows import SQLiteWorkflows
 from overture.store.sqlite_writer import Tx
 from overture.store.triggers import (
     ROUTE_ERRORS,
+    cannot_plan,
+    fired_tick,
     route_error,
     schedule_from_workflow,
     schedule_params,
     schedule_taken,
     tick_request,
-    unschedulable,
 )
-from overture.triggers.schedules import first_tick, plan
+from overture.triggers.schedules import check_schedule, first_tick, plan
 
 
 class SQLiteSchedules(SQLiteWorkflows):
     async def create_schedule(self, spec: ScheduleSpec) -> ScheduleRecord:
+        check_schedule(spec)
+
         def write(tx: Tx) -> ScheduleRecord:
-            if tx.one("workflow_latest_head", spec.tenant, spec.workflow) is None:
+            head = tx.one("workflow_latest_head", spec.tenant, spec.workflow)
+            if head is None:
                 raise NotFound("workflow", spec.workflow)
+            workflow = self._workflow(tx.conn, spec.tenant, spec.workflow, head[0])
+            prepare_input(workflow.name, workflow.input, spec.input)  # each tick's run's input
             params = schedule_params(spec, None, when(tx.now), origin="api")
             params.update(next_fire_at=_stored(params["next_fire_at"]), now=tx.now)
             row = tx.conn.execute(Q["schedule_insert"], params).fetchone()
@@ -90,6 +97,12 @@ class SQLiteSchedules(SQLiteWorkflows):
         await self._write(write)
 
     async def fire_schedules(self, *, now: datetime | None = None, limit: int = 100) -> list[Tick]:
+        at_most = micros(now or datetime.now(UTC))
+        if not await self._read(
+            lambda c: c.execute(Q["schedules_any_due"], (at_most,)).fetchone()[0]
+        ):
+            return []
+
         def write(tx: Tx) -> list[Tick]:
             at = now or when(tx.now)
             due = tx.conn.execute(Q["schedules_due"], (micros(at), limit)).fetchall()
@@ -102,16 +115,14 @@ class SQLiteSchedules(SQLiteWorkflows):
 
     def _fire(self, tx: Tx, schedule: ScheduleRecord, now: datetime) -> list[Tick]:
         """Fire a due schedule's ticks (each at most once, ever) and move it to its next."""
-        assert schedule.next_fire_at is not None  # due schedules are not paused
-        key = (schedule.tenant, schedule.id)
+        key, due = (schedule.tenant, schedule.id), schedule.next_fire_at
+        if due is None:  # only paused schedules have none, and those are not due
+            return []
         try:
-            ticks = plan(
-                schedule.cron, schedule.timezone, schedule.next_fire_at, now, schedule.catch_up
-            )
-        except ValueError as error:  # e.g. a time zone this machine's tzdata does not know
-            params = {"tenant": key[0], "id": key[1], "paused": True, "now": tx.now}
-            tx.conn.execute(Q["schedule_pause"], {**params, "next_fire_at": None}).fetchall()
-            return [unschedulable(schedule, now, error)]
+            ticks = plan(schedule.cron, schedule.timezone, due, now, schedule.catch_up)
+        except ValueError as error:  # a time zone this machine's tzdata does not know
+            cannot_plan(schedule, error)
+            return []
         fired = []
         for tick in ticks.fire:
             if tx.one("tick_insert", *key, micros(tick), tx.now) is None:
@@ -122,16 +133,7 @@ class SQLiteSchedules(SQLiteWorkflows):
             except ROUTE_ERRORS as failure:
                 problem = route_error(failure)
             tx.conn.execute(Q["tick_result"], (run_id, problem, *key, micros(tick)))
-            fired.append(
-                Tick(
-                    tenant=key[0],
-                    schedule_id=key[1],
-                    tick=tick,
-                    fired_at=when(tx.now),
-                    run_id=run_id,
-                    error=problem,
-                )
-            )
+            fired.append(fired_tick(schedule, tick, when(tx.now), run_id, problem))
         tx.conn.execute(Q["schedule_advance"], (micros(ticks.next_fire_at), *key))
         return fired
 

@@ -18,7 +18,7 @@ from overture.store.codec import micros, run_id_taken, version_to_register, work
 from overture.store.records import DEFAULT_TENANT, RunRecord, StartRun, WorkflowRecord
 from overture.store.sqlite_base import Q, SQLiteBase, load_run, when
 from overture.store.sqlite_writer import Tx
-from overture.store.triggers import schedule_params
+from overture.store.triggers import schedule_params, schedule_taken
 from overture.triggers.schedules import workflow_schedules
 
 
@@ -35,6 +35,10 @@ class SQLiteWorkflows(SQLiteBase):
                 None if same is None else rows.workflow_record(same, when),
             )
             if isinstance(decided, WorkflowRecord):
+                if latest is not None and decided.version == latest[2]:
+                    # The same definition again (``serve`` registers its files at every start):
+                    # its schedules may predate the cron triggers (databases before 003).
+                    self._sync_schedules(tx, tenant, decided.workflow)
                 return decided
             key = (tenant, decided.name, decided.version)
             definition = serde.dumps_text(decided.to_data())
@@ -143,7 +147,10 @@ class SQLiteWorkflows(SQLiteBase):
             previous = old.pop(spec.id, None)
             params = schedule_params(spec, previous, now)
             params.update(next_fire_at=_stored(params["next_fire_at"]), now=tx.now)
-            tx.conn.execute(Q["schedule_update" if previous else "schedule_insert"], params)
+            if previous is not None:
+                tx.conn.execute(Q["schedule_update"], params)
+            elif tx.conn.execute(Q["schedule_insert"], params).fetchone() is None:
+                raise schedule_taken(spec.id)
         for gone in old:
             tx.conn.execute(Q["schedule_delete"], (tenant, gone))
             tx.conn.execute(Q["ticks_delete"], (tenant, gone))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -20,6 +21,8 @@ from overture.store.records import (
 )
 from overture.triggers.events import event_run_key
 from overture.triggers.schedules import first_tick, schedule_run_key
+
+logger = logging.getLogger("overture.scheduler")
 
 ROUTE_ERRORS = (InputInvalid, NotFound, Conflict)
 """Why a trigger may not start a run (bad input, a workflow gone or disabled): the trigger
@@ -82,12 +85,22 @@ def rotated(
     secrets: Sequence[WebhookSecret], secret: str, now: datetime, retire_after: float
 ) -> list[WebhookSecret]:
     """``secret`` first, then the secrets still active, each retiring ``retire_after`` seconds
-    from now at the latest (0: at once), so senders can switch over without a failed delivery."""
+    from now at the latest (0: at once), so senders can switch over without a failed delivery.
+
+    Five in all at most (the newest kept): every delivery is checked against each of them, and
+    rotating often with a long overlap would otherwise pile them up."""
+    most = 5
     retire_at = now + timedelta(seconds=retire_after)
-    kept = [
-        replace(s, expires_at=retire_at if s.expires_at is None else min(s.expires_at, retire_at))
+    active = [
+        s
         for s in secrets
         if (s.expires_at is None or s.expires_at > now) and s.value != secret and retire_after > 0
+    ]
+    # Stable: secrets added together (a new source's) keep their order.
+    newest = sorted(active, key=lambda s: s.added_at, reverse=True)[: most - 1]
+    kept = [
+        replace(s, expires_at=retire_at if s.expires_at is None else min(s.expires_at, retire_at))
+        for s in newest
     ]
     return [WebhookSecret(value=secret, added_at=now), *kept]
 
@@ -123,13 +136,29 @@ def schedule_from_workflow(schedule_id: str) -> Conflict:
     )
 
 
-def unschedulable(schedule: ScheduleRecord, now: datetime, error: Exception) -> Tick:
-    """What a scheduler reports for a schedule it had to pause because it cannot compute its
-    ticks any more (its zone vanished from this machine's tzdata): nothing fires."""
+def cannot_plan(schedule: ScheduleRecord, error: Exception) -> None:
+    """A schedule this process cannot compute ticks for (its time zone is missing from this
+    machine's tzdata): it is left as it is, for a scheduler on a machine that can."""
+    logger.warning(
+        "schedule %s (tenant %s) left for another scheduler: %s",
+        schedule.id,
+        schedule.tenant,
+        error,
+    )
+
+
+def fired_tick(
+    schedule: ScheduleRecord,
+    tick: datetime,
+    fired_at: datetime,
+    run_id: str | None,
+    error: str | None,
+) -> Tick:
     return Tick(
         tenant=schedule.tenant,
         schedule_id=schedule.id,
-        tick=now,
-        fired_at=now,
-        error=f"unschedulable: {error}; the schedule was paused",
+        tick=tick,
+        fired_at=fired_at,
+        run_id=run_id,
+        error=error,
     )

@@ -15,6 +15,8 @@ from overture.core.references import Scope
 from overture.errors import TemplateError
 from overture.store.records import NewEvent
 
+OPTIONAL_FIELDS = ("user_id", "correlation_id", "idempotency_key", "source")
+RESERVED = frozenset({"id", "type", "payload", *OPTIONAL_FIELDS})
 CONDITION_FALSE = "condition_false"
 WORKFLOW_DISABLED = "workflow_disabled"
 
@@ -23,11 +25,14 @@ def event_input(event_id: str, event: NewEvent) -> dict[str, Any]:
     """The input of a run the event starts: the event itself (fields the sender left out are
     absent, so a workflow's input schema can require them)."""
     data: dict[str, Any] = {"id": event_id, "type": event.type, "payload": event.payload}
-    for name in ("user_id", "correlation_id", "idempotency_key", "source"):
+    for name in OPTIONAL_FIELDS:
         value = getattr(event, name)
         if value is not None:
             data[name] = value
-    return {**event.meta, **data}
+    # What else the sender said never stands in for the event's own fields (a ``source`` in
+    # it must not pass for a verified webhook's).
+    extras = {k: v for k, v in event.meta.items() if k not in RESERVED}
+    return {**extras, **data}
 
 
 def event_run_key(tenant: str, event_id: str, workflow: str) -> str:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from overture.core.model import Workflow
+from overture.errors import OvertureError
 from overture.store.records import DEFAULT_TENANT, ScheduleSpec
 from overture.triggers.cron import Cron, time_zone
 
@@ -22,8 +23,29 @@ if the schedule catches up."""
 
 SCHEDULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 """Ids of schedules made through the API; a workflow's own are ``<workflow>:cron:<index>``."""
+MOST_CATCH_UP = 1000
+
+
+class ScheduleInvalid(OvertureError, ValueError):
+    """A schedule that cannot be made: its id or catch-up (its cron: ``CronInvalid``)."""
+
+    code = "invalid_request"
+
+
+def check_schedule(spec: ScheduleSpec) -> None:
+    """``ScheduleInvalid`` or ``CronInvalid`` unless ``spec`` can be made through the API."""
+    if not SCHEDULE_ID.fullmatch(spec.id):
+        raise ScheduleInvalid(
+            f"schedule id {spec.id!r}: 1 to 128 letters, digits, '_', '.' or '-', starting with "
+            "a letter or digit"
+        )
+    if not 0 <= spec.catch_up <= MOST_CATCH_UP:
+        raise ScheduleInvalid(f"catch_up must be 0 to {MOST_CATCH_UP}, not {spec.catch_up}")
+    first_tick(spec.cron, spec.timezone, datetime.now(UTC))  # CronInvalid for a bad one
+
 
 _STEP = timedelta(microseconds=1)
+_SECOND = timedelta(seconds=1)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -45,15 +67,24 @@ def plan(expression: str, timezone: str, due: datetime, now: datetime, catch_up:
 def _last_missed(
     cron: Cron, zone: ZoneInfo, due: datetime, cutoff: datetime, count: int
 ) -> list[datetime]:
-    """The last ``count`` ticks in [due, cutoff): found by looking back over a widening window,
-    so a schedule down for a year does not enumerate a year of ticks."""
-    span = timedelta(minutes=1)
-    while True:
-        start = max(due, cutoff - span)
-        ticks = cron.between(start - _STEP, cutoff - _STEP, zone, limit=1_000_000)
-        if len(ticks) >= count or start == due:
-            return ticks[-count:]
-        span *= 4
+    """The last ``count`` ticks in [due, cutoff), found by bisecting on time for the latest
+    start that still has ``count`` ticks before ``cutoff``: each probe enumerates at most
+    ``count`` ticks, so a schedule down for a year costs a few dozen probes, not a year of
+    ticks."""
+
+    def ticks_from(start: datetime) -> list[datetime]:
+        return cron.between(start - _STEP, cutoff - _STEP, zone, limit=count)
+
+    if len(ticks_from(due)) < count:
+        return ticks_from(due)
+    enough, too_late = due, cutoff  # ticks_from(enough) has count ticks; too_late has fewer
+    while too_late - enough > _SECOND:
+        middle = enough + (too_late - enough) / 2
+        if len(ticks_from(middle)) >= count:
+            enough = middle
+        else:
+            too_late = middle
+    return ticks_from(enough)
 
 
 def first_tick(expression: str, timezone: str, now: datetime) -> datetime:

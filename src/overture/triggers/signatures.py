@@ -24,6 +24,15 @@ from overture.errors import OvertureError
 SCHEMES: tuple[str, ...] = ("github", "standard", "stripe", "clickup", "hmac", "make")
 TOLERANCE = 300
 """Seconds a signed timestamp may be off from our clock, in either direction, by default."""
+TYPE_FIELDS: dict[str, str] = {
+    "standard": "type",
+    "stripe": "type",
+    "clickup": "event",
+    "hmac": "type",
+    "make": "type",
+}
+"""The body's field that names the event type, by scheme; github sends it in a header, and
+``hmac``'s ``event_header`` and ``make``'s ``event_type`` option come first where set."""
 
 
 class SignatureInvalid(OvertureError):
@@ -147,7 +156,7 @@ def _standard(headers: dict[str, str], body: bytes, options: dict[str, Any]) -> 
         candidates=_signatures(name, entries, "base64"),
         expected=_mac("sha256", f"{msg_id}.{timestamp}.".encode() + body),
         delivery_id=msg_id,
-        event_type=_json_field(body, "type"),
+        event_type=_json_field(body, TYPE_FIELDS["standard"]),
         timestamp=int(timestamp),
         timestamp_header="webhook-timestamp",
     )
@@ -165,7 +174,7 @@ def _stripe(headers: dict[str, str], body: bytes, options: dict[str, Any]) -> _C
         candidates=_signatures(name, [v for k, _, v in pairs if k == "v1"], "hex"),
         expected=_mac("sha256", f"{timestamp}.".encode() + body),
         delivery_id=_json_field(body, "id") or _body_id(body),
-        event_type=_json_field(body, "type"),
+        event_type=_json_field(body, TYPE_FIELDS["stripe"]),
         timestamp=int(timestamp),
         timestamp_header=name,
     )
@@ -180,7 +189,7 @@ def _clickup(headers: dict[str, str], body: bytes, options: dict[str, Any]) -> _
         # ClickUp sends no delivery id (its body's webhook_id names the subscription, not the
         # delivery), so a retried delivery is recognised by its identical body.
         delivery_id=_body_id(body),
-        event_type=_json_field(body, "event"),
+        event_type=_json_field(body, TYPE_FIELDS["clickup"]),
     )
 
 
@@ -198,7 +207,7 @@ def _generic(headers: dict[str, str], body: bytes, options: dict[str, Any]) -> _
         expected=_mac(options["algorithm"], message),
         delivery_id=(id_header and headers.get(id_header.lower())) or _body_id(body),
         event_type=(headers.get(event_header.lower()) if event_header else None)
-        or _json_field(body, "type"),
+        or _json_field(body, TYPE_FIELDS["hmac"]),
         timestamp=None if timestamp is None else int(timestamp),
         timestamp_header=stamp_name or "",
     )
@@ -213,7 +222,7 @@ def _make(headers: dict[str, str], body: bytes, options: dict[str, Any]) -> _Cla
         candidates=(hashlib.sha256(_require(headers, name).encode()).digest(),),
         expected=lambda key: hashlib.sha256(key).digest(),
         delivery_id=_body_id(body),
-        event_type=options["event_type"] or _json_field(body, "type"),
+        event_type=options["event_type"] or _json_field(body, TYPE_FIELDS["make"]),
     )
 
 
@@ -332,7 +341,12 @@ def check_options(scheme: str, options: Mapping[str, Any] | None) -> dict[str, A
         # Without a signed timestamp there is nothing to be tolerant about: refuse rather than
         # let someone believe they are protected from replays.
         raise OptionsInvalid("option 'tolerance' needs option 'timestamp_header' to be set")
-    return {n: _check_value(scheme, n, given[n]) if n in given else d for n, d in allowed.items()}
+    checked = {
+        n: _check_value(scheme, n, given[n]) if n in given else d for n, d in allowed.items()
+    }
+    if scheme == "hmac" and not checked["timestamp_header"]:
+        del checked["tolerance"]  # so that the checked options pass this check again
+    return checked
 
 
 def _keys(scheme: str, secrets: Sequence[str]) -> list[bytes]:

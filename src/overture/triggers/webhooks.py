@@ -3,7 +3,8 @@ delivery becomes.
 
 Pure: ``config_sources`` reads the ``[webhooks.<name>]`` tables (and the environment, for
 ``env:VAR`` secrets); ``delivery_event`` turns a delivery that ``signatures.verify`` accepted
-into the event the store records, with an id that makes a redelivery a replay.
+into the event the store records, with an id that makes a redelivery a replay. One check
+reads the store: ``check_shadowing``, when the server starts.
 
 A source's options are its scheme's (``signatures.check_options``) plus ``event_prefix``, the
 first part of the event types its deliveries become.
@@ -11,16 +12,22 @@ first part of the event types its deliveries become.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from overture import serde
-from overture.serde import JSON
+from overture.errors import NotFound
+from overture.serde import JSON, UNSTORABLE_TEXT
 from overture.settings import SettingsInvalid
 from overture.store.records import DEFAULT_TENANT, NewEvent, WebhookSecret, WebhookSource
+from overture.triggers.events import WEBHOOK_SOURCE
 from overture.triggers.signatures import SCHEMES, Delivery, OptionsInvalid, check_options, sign
+
+if TYPE_CHECKING:
+    from overture.store import Store
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 """A source's name is the last segment of its URL, ``/v1/webhooks/<name>``."""
@@ -28,9 +35,22 @@ EVENT_PREFIX = "event_prefix"
 NAMED_BY_SCHEME = frozenset({"github", "stripe", "clickup", "make"})
 """Schemes whose event types start with the scheme's name (``github.pull_request``); the
 others' start with the source's name, since what they carry depends on who sends them."""
+UNSIGNED_ID = frozenset({"github", "hmac"})
+"""Schemes whose delivery id comes from a header the signature does not cover
+(``X-GitHub-Delivery``, ``hmac``'s ``id_header``): their deliveries are recognised by their body
+too, so that a captured delivery sent again under a new id starts nothing."""
 CONFIG_KEYS = ("scheme", "secrets", "options", "tenant")
 ENV = "env:"
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+HEADER_TEXT = re.compile("[\x21-\x7e]+")
+"""What a value sent as a header may hold: visible ASCII (no space, no line break)."""
+_PLAIN_ID = re.compile("[A-Za-z0-9._:~+=-]+")
+"""Delivery ids kept as they are (GitHub's GUIDs, Stripe's evt_..., Standard Webhooks' msg_...);
+any other is replaced by its hash, so that ``GET /v1/events/{id}`` can always name it."""
+MOST_META = 1000
+"""Characters of a sender's delivery id kept in the event's ``meta``."""
+LONGEST_PART = 150
+"""Characters of a delivery's id or type kept as they are: a longer id is replaced by its hash
+and a longer type cut, so that both fit the events table's keys."""
 MAX_SECRET = 1000
 """Characters a secret may have: real ones have fewer than 100."""
 
@@ -71,15 +91,25 @@ def check_secrets(scheme: str, options: Mapping[str, Any], secrets: Sequence[obj
     if not secrets:
         raise OptionsInvalid("a webhook source needs at least one secret")
     for number, secret in enumerate(secrets, 1):
-        if not isinstance(secret, str) or not 1 <= len(secret) <= MAX_SECRET:
-            raise OptionsInvalid(f"secret #{number} must be 1 to {MAX_SECRET} characters")
-        try:
-            sign(scheme, body=b"", secret=secret, options=scheme_options(options), now=0)
-        except ValueError:
-            hint = " (Standard Webhooks secrets are whsec_<base64>)" if scheme == "standard" else ""
-            raise OptionsInvalid(
-                f"secret #{number} cannot sign {scheme} deliveries{hint}"
-            ) from None
+        if problem := secret_problem(scheme, options, secret):
+            raise OptionsInvalid(f"secret #{number} {problem}")
+
+
+def secret_problem(scheme: str, options: Mapping[str, Any], secret: object) -> str | None:
+    """Why ``secret`` cannot sign with ``scheme``, never quoting it ("must be..."); None if it
+    can. ``OptionsInvalid`` if the options are what cannot."""
+    if not isinstance(secret, str) or not 1 <= len(secret) <= MAX_SECRET:
+        return f"must be 1 to {MAX_SECRET} characters"
+    if scheme == "make" and not HEADER_TEXT.fullmatch(secret):
+        return "must be visible ASCII: Make sends it as a header value"
+    try:
+        sign(scheme, body=b"", secret=secret, options=scheme_options(options), now=0)
+    except OptionsInvalid:
+        raise
+    except ValueError:
+        hint = " (Standard Webhooks secrets are whsec_<base64>)" if scheme == "standard" else ""
+        return f"cannot sign {scheme} deliveries{hint}"
+    return None
 
 
 def config_sources(
@@ -158,22 +188,54 @@ def event_prefix(source: WebhookSource) -> str:
 
 def delivery_event(source: WebhookSource, delivery: Delivery, body: bytes) -> NewEvent:
     """The event a verified delivery becomes: one per (source, delivery id), so a delivery
-    sent again is recognised and starts nothing."""
-    delivery_id = storable(delivery.delivery_id)
+    sent again is recognised and starts nothing. Its id starts with ``webhook:``, which events
+    sent through the API cannot use: nobody can take a delivery's place before it arrives.
+
+    Where the id is not signed (``UNSIGNED_ID``), one per (source, body) as well: the store
+    answers a second event with the same idempotency key as a repeat of the first."""
+    sent_id = storable(delivery.delivery_id)
+    delivery_id = sent_id
+    if len(delivery_id) > LONGEST_PART or not _PLAIN_ID.fullmatch(delivery_id):
+        delivery_id = "sha256:" + hashlib.sha256(delivery_id.encode()).hexdigest()
+    kind = re.sub(r"\s+", "_", storable(delivery.event_type or "delivery"))[:LONGEST_PART]
+    body_key = f"{WEBHOOK_SOURCE}{source.name}:sha256:{hashlib.sha256(body).hexdigest()}"
     return NewEvent(
-        type=f"{event_prefix(source)}.{storable(delivery.event_type or 'delivery')}",
+        type=f"{event_prefix(source)}.{kind}",
         payload=payload(body),
-        id=f"{source.name}:{delivery_id}",
+        id=f"{WEBHOOK_SOURCE}{source.name}:{delivery_id}",
         tenant=source.tenant,
-        source=f"webhook:{source.name}",
-        meta={"webhook": {"source": source.name, "delivery_id": delivery_id}},
+        idempotency_key=body_key if source.scheme in UNSIGNED_ID else None,
+        source=f"{WEBHOOK_SOURCE}{source.name}",
+        # The id as the sender wrote it (the event's id may hold its hash instead).
+        meta={"webhook": {"source": source.name, "delivery_id": sent_id[:MOST_META]}},
     )
+
+
+async def check_shadowing(store: Store, sources: Mapping[str, WebhookSource]) -> None:
+    """``SettingsInvalid`` when a ``[webhooks.<name>]`` table names a source made through the
+    API, by any tenant: the table would silently take that source's deliveries."""
+    made = []
+    for name in sources:
+        try:
+            made.append(await store.webhook_source(name))
+        except NotFound:
+            continue
+    if made:
+        raise SettingsInvalid(
+            "; ".join(
+                f"webhooks.{m.name}: a webhook source named {m.name!r} was made through the API "
+                f"(tenant {m.tenant!r}), and the table would take its deliveries: rename the "
+                f"table, or delete that source first (overture webhooks rm {m.name}, with an "
+                f"admin key of tenant {m.tenant!r}, while the table is out of the config file)"
+                for m in made
+            )
+        )
 
 
 def storable(text: str) -> str:
     """``text`` with what the stores cannot keep in a text column replaced: NUL (PostgreSQL)
     and half surrogate pairs (not UTF-8), which a sender's JSON may hold as escapes."""
-    return _UNSTORABLE.sub("\ufffd", text)
+    return UNSTORABLE_TEXT.sub("\ufffd", text)
 
 
 def payload(body: bytes) -> JSON:

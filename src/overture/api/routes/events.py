@@ -9,20 +9,21 @@ from pydantic import AfterValidator
 from starlette.responses import Response
 
 from overture.api import trigger_views as views
-from overture.api.auth import Principal, Reader, Writer
+from overture.api.auth import Reader, Writer
 from overture.api.problems import ApiError
 from overture.api.responses import ERRORS, NOT_FOUND
 from overture.api.schemas import MAX_LIST
 from overture.api.services import Svc
 from overture.api.trigger_schemas import (
-    EventOut,
     EventPageOut,
     EventSentOut,
+    ReceivedEventOut,
     SendEventIn,
     storable_text,
 )
 from overture.api.views import JSONResponse
-from overture.store.records import NewEvent
+from overture.errors import Conflict
+from overture.store.records import EventRecord, NewEvent
 
 router = APIRouter(prefix="/v1/events", tags=["events"], responses=ERRORS)
 
@@ -38,7 +39,9 @@ ENVELOPE_EXTRAS = ("timestamp", "target", "trace", "schema_version", "chaos")
     summary="Send an event: start every workflow listening for its type",
 )
 async def send_event(body: SendEventIn, who: Writer, s: Svc) -> Response:
-    record, created = await s.store.record_event(new_event(body, who))
+    record, created = await s.store.record_event(new_event(body, who.tenant))
+    if not created:
+        check_repeat(body, record)
     return JSONResponse(
         {"event": views.event(record), "created": created},
         status_code=201 if created else 200,
@@ -46,12 +49,13 @@ async def send_event(body: SendEventIn, who: Writer, s: Svc) -> Response:
     )
 
 
-def new_event(body: SendEventIn, who: Principal) -> NewEvent:
-    if body.tenant_id is not None and body.tenant_id != who.tenant:
+def new_event(body: SendEventIn, tenant: str) -> NewEvent:
+    """The event a request sends, as ``tenant`` (the API key's)."""
+    if body.tenant_id is not None and body.tenant_id != tenant:
         raise ApiError(
             403,
             "tenant_mismatch",
-            f"the event is for tenant {body.tenant_id!r}, the API key for {who.tenant!r}",
+            f"the event is for tenant {body.tenant_id!r}, the API key for {tenant!r}",
         )
     meta: dict[str, Any] = {
         name: getattr(body, name) for name in ENVELOPE_EXTRAS if getattr(body, name) is not None
@@ -60,13 +64,28 @@ def new_event(body: SendEventIn, who: Principal) -> NewEvent:
         type=body.type,
         payload=body.payload,
         id=body.id,
-        tenant=who.tenant,
+        tenant=tenant,
         user_id=body.user_id,
         correlation_id=body.correlation_id,
         idempotency_key=body.idempotency_key,
         source=body.source,
         meta=meta,
     )
+
+
+def check_repeat(body: SendEventIn, first: EventRecord) -> None:
+    """A repeat must be the same event: an idempotency key (or an id) reused for another one is
+    refused, not answered with the first as if it were this one."""
+    if body.id is not None and first.id != body.id:
+        raise Conflict(
+            f"idempotency key {body.idempotency_key!r} was used by event {first.id!r}",
+            code="idempotency_key_reused",
+        )
+    if first.type != body.type:
+        raise Conflict(
+            f"event {first.id!r} was sent before with type {first.type!r}, not {body.type!r}",
+            code="event_exists",
+        )
 
 
 @router.get("", response_model=EventPageOut, summary="List events, newest first")
@@ -85,7 +104,7 @@ async def list_events(
 
 @router.get(
     "/{event_id}",
-    response_model=EventOut,
+    response_model=ReceivedEventOut,
     responses=NOT_FOUND,
     summary="An event and the runs it started",
 )

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from overture.api import trigger_views as views
 from overture.api.auth import Reader, Writer
-from overture.api.problems import ApiError
+from overture.api.problems import ApiError, ProblemDetail
 from overture.api.responses import ERRORS, NOT_FOUND
 from overture.api.services import Svc
 from overture.api.trigger_schemas import (
@@ -23,6 +23,7 @@ from overture.api.trigger_schemas import (
 from overture.api.views import JSONResponse
 from overture.store.records import ScheduleSpec
 from overture.triggers.cron import CronInvalid
+from overture.triggers.schedules import ScheduleInvalid
 
 ScheduleId = Annotated[str, AfterValidator(storable_text)]
 
@@ -40,8 +41,8 @@ async def create_schedule(body: CreateScheduleIn, who: Writer, s: Svc) -> Respon
     spec = ScheduleSpec(tenant=who.tenant, **body.model_dump())
     try:
         made = await s.store.create_schedule(spec)
-    except CronInvalid as error:
-        raise ApiError(422, "bad_cron", str(error)) from None
+    except (CronInvalid, ScheduleInvalid) as error:
+        raise refused_schedule(error) from None
     return JSONResponse(
         views.schedule(made), status_code=201, headers={"Location": f"/v1/schedules/{made.id}"}
     )
@@ -96,3 +97,14 @@ async def resume_schedule(schedule_id: ScheduleId, who: Writer, s: Svc) -> Respo
 async def delete_schedule(schedule_id: ScheduleId, who: Writer, s: Svc) -> Response:
     await s.store.delete_schedule(schedule_id, tenant=who.tenant)
     return Response(status_code=204)
+
+
+def refused_schedule(error: CronInvalid | ScheduleInvalid) -> ApiError:
+    """422 whose ``errors`` names the field at fault."""
+    message = str(error)
+    if isinstance(error, ScheduleInvalid):
+        field = "catch_up" if message.startswith("catch_up") else "id"
+    else:
+        field = "timezone" if "time zone" in message else "cron"
+    detail = ProblemDetail(message=message, path=["body", field])
+    return ApiError(422, error.code, message, errors=[detail])

@@ -46,8 +46,6 @@ logger = logging.getLogger("overture.api")
 router = APIRouter(tags=["webhooks"], responses=ERRORS)
 T = TypeVar("T")
 
-RETIRE_AFTER = 24 * 3600.0
-"""Seconds the other secrets stay valid after a rotation, unless told otherwise."""
 FROM_CONFIG = "webhook_source_from_config"
 DELIVERY_BODY = {
     "requestBody": {

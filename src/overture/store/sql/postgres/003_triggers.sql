@@ -3,6 +3,14 @@
 -- A delayed run's start time (NULL: as soon as possible), so scheduled runs can be listed.
 ALTER TABLE runs ADD COLUMN not_before timestamptz;
 CREATE INDEX runs_not_before ON runs (tenant, not_before) WHERE not_before IS NOT NULL;
+-- Runs delayed before this migration: nothing of theirs has started, and their first jobs wait
+-- for a time later than the run's creation.
+UPDATE runs
+SET not_before = (SELECT min(j.run_at) FROM jobs j WHERE j.run_id = runs.id AND j.state = 'queued')
+WHERE status = 'queued'
+  AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = runs.id AND j.state <> 'queued')
+  AND (SELECT min(j.run_at) FROM jobs j WHERE j.run_id = runs.id AND j.state = 'queued')
+      > runs.created_at;
 
 -- Events sent to POST /v1/events, or made from verified webhook deliveries. The unique index on
 -- (tenant, id) is the replay cache: an event id seen again starts nothing. routes: JSON text, an
@@ -25,6 +33,7 @@ CREATE TABLE received_events (
 CREATE UNIQUE INDEX received_events_id ON received_events (tenant, id);
 CREATE UNIQUE INDEX received_events_key ON received_events (tenant, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
+CREATE INDEX received_events_by_tenant ON received_events (tenant, seq);
 CREATE INDEX received_events_by_type ON received_events (tenant, type, seq);
 
 -- Where webhooks come from. The name is the URL (/v1/webhooks/{name}), so it is unique across

@@ -134,3 +134,20 @@ DELETE FROM schedule_ticks WHERE tenant = $1 AND schedule_id = $2;
 SELECT tenant, schedule_id, tick, fired_at, run_id, error
 FROM schedule_ticks WHERE tenant = $1 AND schedule_id = $2
 ORDER BY tick DESC LIMIT $3;
+
+-- name: schedules_any_due
+-- Read before a write transaction is opened: most passes find nothing due.
+SELECT EXISTS (
+    SELECT 1 FROM schedules WHERE NOT paused AND next_fire_at <= coalesce($1, now())
+);
+
+-- name: schedule_get_locked
+SELECT tenant, id, workflow, cron, timezone, input, catch_up, origin, paused, next_fire_at,
+       created_at, updated_at
+FROM schedules WHERE tenant = $1 AND id = $2
+FOR UPDATE;
+
+-- name: webhook_source_get_locked
+SELECT name, tenant, scheme, secrets, options, created_at, updated_at
+FROM webhook_sources WHERE name = $1 AND ($2::text IS NULL OR tenant = $2)
+FOR UPDATE;

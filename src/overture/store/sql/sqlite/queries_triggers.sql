@@ -129,3 +129,18 @@ DELETE FROM schedule_ticks WHERE tenant = ? AND schedule_id = ?;
 SELECT tenant, schedule_id, tick, fired_at, run_id, error
 FROM schedule_ticks WHERE tenant = ? AND schedule_id = ?
 ORDER BY tick DESC LIMIT ?;
+
+-- name: schedules_any_due
+-- Read before a write transaction is opened: most passes find nothing due.
+SELECT EXISTS (SELECT 1 FROM schedules WHERE NOT paused AND next_fire_at <= ?);
+
+-- name: schedule_get_locked
+-- As schedule_get: SQLite's writer holds the whole database already.
+SELECT tenant, id, workflow, cron, timezone, input, catch_up, origin, paused, next_fire_at,
+       created_at, updated_at
+FROM schedules WHERE tenant = ? AND id = ?;
+
+-- name: webhook_source_get_locked
+-- As webhook_source_get: SQLite's writer holds the whole database already.
+SELECT name, tenant, scheme, secrets, options, created_at, updated_at
+FROM webhook_sources WHERE name = :name AND (:tenant IS NULL OR tenant = :tenant);
