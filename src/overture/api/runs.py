@@ -1,10 +1,13 @@
-"""What the API and the CLI's database backend both do with a stored run, written once."""
+"""What the API and the CLI's database backend both do with stored runs and schedules, written
+once."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
-from overture.api import views
+from overture.api import trigger_views, views
+from overture.core.state import RunStatus
 from overture.store.base import Store
 from overture.store.records import RunRecord, StartRun
 
@@ -15,6 +18,37 @@ async def run_detail(store: Store, run_id: str, tenant: str) -> dict[str, Any]:
     state = await store.run_state(run_id, tenant=tenant)
     workflow = await store.get_workflow(record.workflow, record.version, tenant=tenant)
     return views.run_detail(record, state, workflow.workflow)
+
+
+async def run_page(
+    store: Store,
+    tenant: str,
+    *,
+    status: RunStatus | Literal["scheduled"] | None = None,
+    workflow: str | None = None,
+    since: datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> dict[str, Any]:
+    """A page of runs as ``GET /v1/runs`` answers; ``scheduled`` is a status to users (delayed
+    runs whose start time is ahead) and a filter of queued runs to the store."""
+    page = await store.list_runs(
+        tenant=tenant,
+        status=None if status == "scheduled" else status,
+        workflow=workflow,
+        since=since,
+        cursor=cursor,
+        limit=limit,
+        scheduled=status == "scheduled",
+    )
+    return {"items": [views.run(r) for r in page.items], "next_cursor": page.next_cursor}
+
+
+async def schedule_detail(store: Store, schedule_id: str, tenant: str) -> dict[str, Any]:
+    """A schedule and its last ticks, as ``GET /v1/schedules/{id}`` answers."""
+    record = await store.get_schedule(schedule_id, tenant=tenant)
+    ticks = await store.schedule_ticks(schedule_id, tenant=tenant)
+    return {**trigger_views.schedule(record), "ticks": [trigger_views.tick(t) for t in ticks]}
 
 
 async def replay(store: Store, run_id: str, tenant: str) -> RunRecord:

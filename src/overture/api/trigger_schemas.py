@@ -63,11 +63,8 @@ def _document_aliases(schema: dict[str, Any], model: type[BaseModel]) -> None:
     """Declare every name a field is accepted under (pydantic shows the first only), so that an
     EventEnvelope in camelCase is valid against the published schema too."""
     properties = schema["properties"]
-    for field in model.model_fields.values():
-        choices = field.validation_alias
-        if not isinstance(choices, AliasChoices):
-            continue
-        first, *others = [c for c in choices.choices if isinstance(c, str)]
+    for name, field in model.model_fields.items():
+        first, *others = _names(field.validation_alias, name)
         for other in others:
             properties[other] = {**properties[first], "description": f"Another name for {first}."}
     required = schema.pop("required", [])

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 import click
 from click.core import ParameterSource
@@ -102,17 +102,16 @@ class DatabaseBackend:
         cursor: str | None = None,
         limit: int | None = None,
     ) -> dict[str, Any]:
-        page = await self.store.list_runs(
-            tenant=self.tenant,
-            status=None if status == "scheduled" else cast(RunStatus | None, status),
+        found = cast(RunStatus | Literal["scheduled"] | None, status)
+        page = await runs.run_page(
+            self.store,
+            self.tenant,
+            status=found,
             workflow=workflow,
             cursor=cursor,
             limit=limit or 50,
-            scheduled=status == "scheduled",
         )
-        return as_http_json(
-            {"items": [views.run(r) for r in page.items], "next_cursor": page.next_cursor}
-        )
+        return as_http_json(page)
 
     async def get_run(self, run_id: str) -> dict[str, Any]:
         return as_http_json(await runs.run_detail(self.store, run_id, self.tenant))

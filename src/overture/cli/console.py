@@ -7,6 +7,7 @@ from datetime import datetime
 
 import click
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
 from overture import serde
@@ -63,3 +64,11 @@ def time_text(at: str | None) -> str:
         return datetime.fromisoformat(at).isoformat(timespec="milliseconds")
     except ValueError:
         return at
+
+
+def headed_table(*columns: str) -> Table:
+    """A table with these column headings."""
+    found = Table()
+    for column in columns:
+        found.add_column(column)
+    return found

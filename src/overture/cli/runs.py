@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from typing import Any, get_args
 
 import click
-from rich.table import Table
 from rich.text import Text
 
 from overture import serde
@@ -22,7 +21,7 @@ from overture.cli.common import (
     tenant_option,
     with_store,
 )
-from overture.cli.console import console, status_text, time_text
+from overture.cli.console import console, headed_table, status_text, time_text
 from overture.cli.progress import ProgressPrinter, steps_of, summary, watch
 from overture.core.state import RunState, RunStatus, fold
 from overture.store.base import Store
@@ -65,7 +64,7 @@ def list_runs(
     if as_json:
         click.echo(serde.dumps_text(page))
         return
-    table = _table("id", "workflow", "status", "created", "starts", "finished")
+    table = headed_table("id", "workflow", "status", "created", "starts", "finished")
     for r in page["items"]:
         table.add_row(
             r["id"],
@@ -96,7 +95,7 @@ def show_run(target: Target, run_id: str, as_json: bool) -> None:
     out.print(Text(f"run {run['id']}", style="bold"))
     out.print(f"workflow {run['workflow']} v{run['version']}")
     out.print(Text.assemble("status ", status_text(run["status"])))
-    table = _table("step", "status", "attempt", "started", "finished", "detail")
+    table = headed_table("step", "status", "attempt", "started", "finished", "detail")
     undo = [("undo " + s["id"], s) for s in run.get("compensations", [])]
     for name, s in [(s["id"], s) for s in run["steps"]] + undo:
         table.add_row(
@@ -262,7 +261,7 @@ def list_dead_letters(target: Target, include_requeued: bool, as_json: bool) -> 
     if as_json:
         click.echo(serde.dumps_text(letters))
         return
-    table = _table("id", "run", "step", "attempts", "error", "at")
+    table = headed_table("id", "run", "step", "attempts", "error", "at")
     for letter in letters["items"]:
         step = f"{letter['step_id']} (undo)" if letter["compensation"] else letter["step_id"]
         error = f"{letter['error']['message']} [{letter['error']['code']}]"
@@ -311,7 +310,7 @@ def list_workers(target: Target, as_json: bool) -> None:
     if as_json:
         click.echo(serde.dumps_text(found))
         return
-    table = _table("id", "host", "pid", "concurrency", "last seen", "state")
+    table = headed_table("id", "host", "pid", "concurrency", "last seen", "state")
     for w in found["items"]:
         state = Text("running", style="green") if w["running"] else Text("stopped", style="dim")
         table.add_row(
@@ -323,13 +322,6 @@ def list_workers(target: Target, as_json: bool) -> None:
             state,
         )
     console().print(table)
-
-
-def _table(*columns: str) -> Table:
-    table = Table()
-    for column in columns:
-        table.add_column(column)
-    return table
 
 
 def _print_run(run: dict[str, Any], as_json: bool) -> None:

@@ -10,6 +10,7 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from overture.api import runs
 from overture.api import trigger_views as views
 from overture.api.routes.events import check_repeat, new_event
 from overture.api.trigger_schemas import CreateScheduleIn, SendEventIn
@@ -158,9 +159,7 @@ class DatabaseTriggers:
         return _json({"items": [views.schedule(s) for s in found]})
 
     async def get_schedule(self, schedule_id: str) -> dict[str, Any]:
-        record = await self.store.get_schedule(schedule_id, tenant=self.tenant)
-        ticks = await self.store.schedule_ticks(schedule_id, tenant=self.tenant)
-        return _json({**views.schedule(record), "ticks": [views.tick(t) for t in ticks]})
+        return _json(await runs.schedule_detail(self.store, schedule_id, self.tenant))
 
     async def pause_schedule(self, schedule_id: str) -> dict[str, Any]:
         record = await self.store.set_schedule_paused(schedule_id, True, tenant=self.tenant)

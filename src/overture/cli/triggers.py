@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 
 from overture import serde
 from overture.cli.backends import Target, backend_options, with_backend
 from overture.cli.common import json_option, reports_errors
-from overture.cli.console import console, time_text
+from overture.cli.console import console, headed_table, time_text
 from overture.cli.trigger_backend import DatabaseTriggers, TriggerBackend
 from overture.serde import JSON
 
@@ -34,13 +33,6 @@ def _json_value(text: str | None, option: str) -> JSON:
         return serde.loads(text)  # type: ignore[no-any-return]
     except ValueError as error:
         raise click.BadParameter(f"not JSON: {error}", param_hint=option) from None
-
-
-def _table(*columns: str) -> Table:
-    table = Table()
-    for column in columns:
-        table.add_column(column)
-    return table
 
 
 # --- events ------------------------------------------------------------------------------------
@@ -103,7 +95,7 @@ def _print_routes(event: dict[str, Any]) -> None:
     if not event["routes"]:
         out.print("no workflow listens for this type")
         return
-    table = _table("workflow", "run", "why not")
+    table = headed_table("workflow", "run", "why not")
     for route in event["routes"]:
         table.add_row(
             f"{route['workflow']} v{route['version']}", route["run_id"] or "", route["reason"] or ""
@@ -126,7 +118,7 @@ def list_events(
     if as_json:
         click.echo(serde.dumps_text(page))
         return
-    table = _table("id", "type", "received", "runs")
+    table = headed_table("id", "type", "received", "runs")
     for e in page["items"]:
         started = sum(1 for r in e["routes"] if r["run_id"])
         table.add_row(e["id"], e["type"], time_text(e["received_at"]), str(started))
@@ -170,7 +162,7 @@ def list_schedules(target: Target, as_json: bool) -> None:
     if as_json:
         click.echo(serde.dumps_text(found))
         return
-    table = _table("id", "workflow", "cron", "zone", "next tick", "state")
+    table = headed_table("id", "workflow", "cron", "zone", "next tick", "state")
     for s in found["items"]:
         state = "paused" if s["paused"] else "active"
         table.add_row(
@@ -191,7 +183,7 @@ def show_schedule(target: Target, schedule_id: str, as_json: bool) -> None:
         click.echo(serde.dumps_text(found))
         return
     _print_schedule(found)
-    table = _table("tick", "run", "error")
+    table = headed_table("tick", "run", "error")
     for t in found["ticks"]:
         table.add_row(time_text(t["tick"]), t["run_id"] or "", t["error"] or "")
     console().print(table)

@@ -11,7 +11,7 @@ from overture.store import trigger_rows as tr
 from overture.store.codec import micros
 from overture.store.records import DEFAULT_TENANT, ScheduleRecord, ScheduleSpec, Tick
 from overture.store.sqlite_base import Q, when
-from overture.store.sqlite_workflows import SQLiteWorkflows
+from overture.store.sqlite_workflows import SQLiteWorkflows, schedule_columns
 from overture.store.sqlite_writer import Tx
 from overture.store.triggers import (
     ROUTE_ERRORS,
@@ -19,7 +19,6 @@ from overture.store.triggers import (
     fired_tick,
     route_error,
     schedule_from_workflow,
-    schedule_params,
     schedule_taken,
     tick_request,
 )
@@ -36,8 +35,7 @@ class SQLiteSchedules(SQLiteWorkflows):
                 raise NotFound("workflow", spec.workflow)
             workflow = self._workflow(tx.conn, spec.tenant, spec.workflow, head[0])
             prepare_input(workflow.name, workflow.input, spec.input)  # each tick's run's input
-            params = schedule_params(spec, None, when(tx.now), origin="api")
-            params.update(next_fire_at=_stored(params["next_fire_at"]), now=tx.now)
+            params = schedule_columns(tx, spec, None, origin="api")
             row = tx.conn.execute(Q["schedule_insert"], params).fetchone()
             if row is None:
                 raise schedule_taken(spec.id)
@@ -80,7 +78,7 @@ class SQLiteSchedules(SQLiteWorkflows):
                 "tenant": tenant,
                 "id": schedule_id,
                 "paused": paused,
-                "next_fire_at": _stored(at),
+                "next_fire_at": None if at is None else micros(at),
                 "now": tx.now,
             }
             return tr.schedule_record(tx.conn.execute(Q["schedule_pause"], params).fetchone(), when)
@@ -150,7 +148,3 @@ def _schedule(conn: sqlite3.Connection, tenant: str, schedule_id: str) -> Schedu
     if row is None:
         raise NotFound("schedule", schedule_id)
     return tr.schedule_record(row, when)
-
-
-def _stored(at: datetime | None) -> int | None:
-    return None if at is None else micros(at)

@@ -4,7 +4,7 @@ started (a run starts from the catalogue, inside any transaction that needs one)
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
+from typing import Any
 
 from overture import serde
 from overture.core.advance import advance
@@ -15,7 +15,14 @@ from overture.ids import new_run_id
 from overture.store import facts, rows
 from overture.store import trigger_rows as tr
 from overture.store.codec import micros, run_id_taken, version_to_register, workflow_digest
-from overture.store.records import DEFAULT_TENANT, RunRecord, StartRun, WorkflowRecord
+from overture.store.records import (
+    DEFAULT_TENANT,
+    RunRecord,
+    ScheduleRecord,
+    ScheduleSpec,
+    StartRun,
+    WorkflowRecord,
+)
 from overture.store.sqlite_base import Q, SQLiteBase, load_run, when
 from overture.store.sqlite_writer import Tx
 from overture.store.triggers import schedule_params, schedule_taken
@@ -140,13 +147,11 @@ class SQLiteWorkflows(SQLiteBase):
 
     def _sync_schedules(self, tx: Tx, tenant: str, workflow: Workflow) -> None:
         """Keep the schedules of a workflow's ``on.cron`` in step with its latest version."""
-        now = when(tx.now)
         rows_ = tx.conn.execute(Q["schedules_of_workflow"], (tenant, workflow.name))
         old = {r.id: r for r in (tr.schedule_record(row, when) for row in rows_)}
         for spec in workflow_schedules(workflow, tenant):
             previous = old.pop(spec.id, None)
-            params = schedule_params(spec, previous, now)
-            params.update(next_fire_at=_stored(params["next_fire_at"]), now=tx.now)
+            params = schedule_columns(tx, spec, previous)
             if previous is not None:
                 tx.conn.execute(Q["schedule_update"], params)
             elif tx.conn.execute(Q["schedule_insert"], params).fetchone() is None:
@@ -156,5 +161,10 @@ class SQLiteWorkflows(SQLiteBase):
             tx.conn.execute(Q["ticks_delete"], (tenant, gone))
 
 
-def _stored(at: datetime | None) -> int | None:
-    return None if at is None else micros(at)
+def schedule_columns(
+    tx: Tx, spec: ScheduleSpec, previous: ScheduleRecord | None, origin: str = "workflow"
+) -> dict[str, Any]:
+    """``schedule_params`` as this dialect stores them (times in microseconds), with ``now``."""
+    params = schedule_params(spec, previous, when(tx.now), origin)
+    at = params["next_fire_at"]
+    return {**params, "next_fire_at": None if at is None else micros(at), "now": tx.now}

@@ -113,17 +113,16 @@ async def list_runs(
 ) -> Response:
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
-    page = await s.store.list_runs(
-        tenant=who.tenant,
-        status=None if status == "scheduled" else status,
+    page = await runs.run_page(
+        s.store,
+        who.tenant,
+        status=status,
         workflow=workflow,
         since=since,
         cursor=cursor,
         limit=limit,
-        scheduled=status == "scheduled",
     )
-    items = [views.run(r) for r in page.items]
-    return views.JSONResponse({"items": items, "next_cursor": page.next_cursor})
+    return views.JSONResponse(page)
 
 
 @router.get("/{run_id}", response_model=RunDetailOut, responses=NOT_FOUND, summary="A run")

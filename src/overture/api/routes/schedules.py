@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import AfterValidator
 from starlette.responses import Response
 
+from overture.api import runs
 from overture.api import trigger_views as views
 from overture.api.auth import Reader, Writer
 from overture.api.problems import ApiError, ProblemDetail
@@ -61,9 +62,7 @@ async def list_schedules(who: Reader, s: Svc) -> Response:
     summary="A schedule and its last ticks",
 )
 async def get_schedule(schedule_id: ScheduleId, who: Reader, s: Svc) -> Response:
-    record = await s.store.get_schedule(schedule_id, tenant=who.tenant)
-    ticks = await s.store.schedule_ticks(schedule_id, tenant=who.tenant)
-    return JSONResponse({**views.schedule(record), "ticks": [views.tick(t) for t in ticks]})
+    return JSONResponse(await runs.schedule_detail(s.store, schedule_id, who.tenant))
 
 
 @router.post(

@@ -31,8 +31,9 @@ from overture.api.services import Services, Svc
 from overture.api.trigger_schemas import EventSentOut
 from overture.api.views import JSONResponse
 from overture.core.durations import parse_duration
-from overture.errors import Conflict, NotFound
+from overture.errors import NotFound
 from overture.store.records import WebhookSecret, WebhookSource
+from overture.store.triggers import source_taken
 from overture.triggers.signatures import SignatureInvalid, verify
 from overture.triggers.webhooks import (
     NAME_PATTERN,
@@ -125,10 +126,7 @@ async def deliver(request: Request, source: str) -> Response:
 )
 async def create_source(who: Admin, s: Svc, body: WebhookSourceIn) -> Response:
     if body.name in s.webhook_sources:
-        raise Conflict(
-            f"a webhook source named {body.name!r} exists (names are unique across tenants)",
-            code="webhook_source_exists",
-        )
+        raise source_taken(body.name)
     options = _checked("options", lambda: source_options(body.scheme, body.options))
     _checked("secrets", lambda: check_secrets(body.scheme, options, body.secrets))
     now = datetime.now(UTC)
