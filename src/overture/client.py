@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from overture.core.attempts import Attempt, attempts
 from overture.core.document import Document
 from overture.core.loader import from_document, load_workflow
 from overture.core.model import Workflow
@@ -28,8 +29,10 @@ from overture.serde import JSON
 from overture.store import DEFAULT_DATABASE_URL, Store, create_store
 from overture.store.records import (
     DEFAULT_TENANT,
+    CircuitRecord,
     DeadLetter,
     EventRecord,
+    LogRecord,
     NewEvent,
     Page,
     RunRecord,
@@ -167,12 +170,28 @@ class Client:
     async def events(self, run_id: str, *, after: int = 0) -> list[StoredEvent]:
         return await self.store.events(run_id, tenant=self.tenant, after=after)
 
+    async def logs(
+        self, run_id: str, *, after: int = 0, limit: int | None = None
+    ) -> list[LogRecord]:
+        """What the run's handlers logged (``ctx.log``), in order, after line ``after``."""
+        return await self.store.logs(run_id, tenant=self.tenant, after=after, limit=limit)
+
+    async def attempts(self, run_id: str) -> list[Attempt]:
+        """Every attempt of the run's steps, from its history, in the order they were queued
+        (``overture.core.attempts.lines_by_attempt`` hands each its ``logs``)."""
+        return attempts(e.event for e in await self.events(run_id))
+
     async def cancel(self, run_id: str, reason: str = "cancelled") -> RunRecord:
         return await self.store.cancel_run(run_id, tenant=self.tenant, reason=reason)
 
     async def retry(self, run_id: str, steps: Sequence[str] | None = None) -> RunRecord:
         """Run the failed steps of a failed or cancelled run again."""
         return await self.store.retry_run(run_id, tenant=self.tenant, steps=steps)
+
+    async def signal(self, run_id: str, name: str, payload: JSON = None) -> StoredEvent:
+        """Send a run the signal ``name``: a ``wait`` step waiting for it resumes (an approval
+        wait reads ``{"approved": true|false, "comment": ...}``)."""
+        return await self.store.signal_run(run_id, name, payload, tenant=self.tenant)
 
     async def wait(self, run_id: str, timeout: float | None = None) -> RunRecord:
         """The run once it has finished; ``TimeoutError`` after ``timeout`` seconds."""
@@ -194,6 +213,15 @@ class Client:
 
     async def requeue(self, ids: Sequence[int]) -> list[RunRecord]:
         return await self.store.requeue(ids, tenant=self.tenant)
+
+    # --- flow control ----------------------------------------------------------------------
+    async def circuits(self) -> list[CircuitRecord]:
+        """The tenant's circuit breakers (one exists once a job that names it was claimed)."""
+        return await self.store.list_circuits(tenant=self.tenant)
+
+    async def reset_circuit(self, key: str) -> CircuitRecord:
+        """Close a circuit by hand; the jobs it parked start at once."""
+        return await self.store.reset_circuit(key, tenant=self.tenant)
 
     # --- triggers --------------------------------------------------------------------------
     async def send_event(

@@ -27,6 +27,7 @@ import httpx
 from overture import __version__, serde, sse
 from overture.core.state import TERMINAL_RUN
 from overture.errors import OvertureError
+from overture.remote_flow import FlowOperations
 from overture.remote_parts import path_part as _part
 from overture.remote_parts import present as _present
 from overture.remote_triggers import TriggerOperations
@@ -82,7 +83,7 @@ def normalise_url(url: str) -> str:
     return url.rstrip("/")
 
 
-class RemoteClient(TriggerOperations):
+class RemoteClient(TriggerOperations, FlowOperations):
     """A client of one Overture server, acting as the tenant its API key belongs to."""
 
     def __init__(self, url: str, *, api_key: str | None = None, timeout: float = 30.0) -> None:
@@ -165,21 +166,35 @@ class RemoteClient(TriggerOperations):
         params = _present(after=after, limit=limit)
         return await self._call("GET", f"/v1/runs/{_part(run_id)}/logs", params=params)
 
-    async def stream(self, run_id: str, *, after: int = 0) -> AsyncIterator[dict[str, Any]]:
+    async def attempts(self, run_id: str, *, logs: bool = True) -> dict[str, Any]:
+        """``{items}``: every attempt of the run's steps, in the order they were queued, each
+        with its worker, timing, status, error, HTTP status code and (``logs``) log lines."""
+        params = None if logs else {"logs": "false"}
+        return await self._call("GET", f"/v1/runs/{_part(run_id)}/attempts", params=params)
+
+    async def stream(
+        self, run_id: str, *, after: int = 0, logs: bool = False
+    ) -> AsyncIterator[dict[str, Any]]:
         """Each event of the run after seq ``after``, live, until the run has finished.
 
         Follows the run's Server-Sent Events; a dropped connection is resumed with
-        ``Last-Event-ID``, so no event is missed or repeated.
+        ``Last-Event-ID``, so no event is missed or repeated. With ``logs``, each line its
+        handlers log comes too (as ``logs`` shows it: a line has no ``seq``), before the event
+        that completed its attempt.
         """
         path = f"/v1/runs/{_part(run_id)}/stream"
+        params = {"logs": "true"} if logs else None
         timeout = httpx.Timeout(self.timeout, read=max(self.timeout, STREAM_READ_TIMEOUT))
         pause, failures, connected = RECONNECT_DELAY, 0, False
+        last_id = str(after) if after else ""
         while True:
             headers = {"Accept": "text/event-stream"}
-            if after:
-                headers["Last-Event-ID"] = str(after)
+            if last_id:
+                headers["Last-Event-ID"] = last_id
             try:
-                async with self._http.stream("GET", path, headers=headers, timeout=timeout) as got:
+                async with self._http.stream(
+                    "GET", path, params=params, headers=headers, timeout=timeout
+                ) as got:
                     if not got.is_success:
                         await got.aread()
                         raise problem_from(got)
@@ -188,9 +203,10 @@ class RemoteClient(TriggerOperations):
                         if message.retry is not None:
                             pause = message.retry / 1000
                         if message.data:
-                            event: dict[str, Any] = serde.loads(message.data)
-                            after = int(message.id) if message.id.isdigit() else event["seq"]
-                            yield event
+                            item: dict[str, Any] = serde.loads(message.data)
+                            last_id = _resume_from(message.id, item, last_id)
+                            after = int(last_id.partition(":")[0])
+                            yield item
             except httpx.TransportError as error:
                 failures += 1
                 if not connected or failures > RECONNECTS:
@@ -378,6 +394,16 @@ def problem_from(response: httpx.Response) -> ApiProblem:
         code=f"http_{status}",
         detail=f"{request.method} {request.url} answered {status} {response.reason_phrase}",
     )
+
+
+def _resume_from(sent: str, item: dict[str, Any], last_id: str) -> str:
+    """The ``Last-Event-ID`` to resume after ``item``: the id the server sent with it (``SEQ``
+    or ``SEQ:LINE``), else the event's seq."""
+    seq, colon, line = sent.partition(":")
+    if seq.isdigit() and (not colon or line.isdigit()):
+        return sent
+    found = item.get("seq")
+    return str(found) if isinstance(found, int) else last_id
 
 
 def _query_value(value: Any) -> Any:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from overture.core.admission import TenantLimits
+from overture.core.durations import parse_rate
 from overture.errors import OvertureError
 
 DEFAULT_CONFIG = "overture.toml"
@@ -193,10 +195,37 @@ SETTINGS: dict[str, Setting] = {
             help="Base URL that http steps' `call: /path` resolves against.",
         ),
         Setting(
-            name="http_allow",
+            name="http_allowed_networks",
             default=(),
             kind=tuple,
-            help="Hosts or CIDRs http steps may reach although not public (e.g. 127.0.0.1).",
+            help="Addresses, CIDRs or hosts http steps may reach although not public "
+            "(e.g. 127.0.0.1).",
+        ),
+        Setting(
+            name="http_max_response_bytes",
+            default=10 * MIB,
+            kind=int,
+            minimum=1,
+            help="Largest response body an http step reads; a larger one fails the step.",
+        ),
+        Setting(
+            name="enable_shell",
+            default=False,
+            kind=bool,
+            help="Let shell steps run commands on this machine (off by default).",
+        ),
+        Setting(
+            name="tenant_rate_limit",
+            default=None,
+            help="Steps each tenant may start per second across all workers, e.g. 100/s "
+            "(none: no limit).",
+        ),
+        Setting(
+            name="tenant_max_in_flight",
+            default=None,
+            kind=int,
+            minimum=1,
+            help="Steps of one tenant running at once across all workers (none: no limit).",
         ),
         Setting(
             name="scheduler",
@@ -230,7 +259,11 @@ class Settings:
     url: str = SETTINGS["url"].default
     api_key: str | None = field(default=None, repr=False)
     http_base_url: str | None = None
-    http_allow: tuple[str, ...] = ()
+    http_allowed_networks: tuple[str, ...] = ()
+    http_max_response_bytes: int = SETTINGS["http_max_response_bytes"].default
+    enable_shell: bool = False
+    tenant_rate_limit: str | None = None
+    tenant_max_in_flight: int | None = None
     scheduler: bool = True
     webhooks: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """The config file's ``[webhooks.<source>]`` tables, as written (secrets included)."""
@@ -302,3 +335,15 @@ def read_config(
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise SettingsInvalid(f"{path}: unknown setting {key!r}{hint}")
     return data, str(path)
+
+
+def tenant_limits(settings: Settings) -> TenantLimits:
+    """The flow limits every tenant gets (``tenant_rate_limit``, ``tenant_max_in_flight``)."""
+    rate = None
+    if settings.tenant_rate_limit is not None:
+        try:
+            rate = parse_rate(settings.tenant_rate_limit)
+        except ValueError as error:
+            source = settings.sources.get("tenant_rate_limit", "tenant_rate_limit")
+            raise SettingsInvalid(f"{source}: {error}") from None
+    return TenantLimits(rate=rate, max_in_flight=settings.tenant_max_in_flight)

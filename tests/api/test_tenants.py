@@ -64,6 +64,13 @@ EXEMPT: dict[Route, str] = {
 
 # --- the two tenants -------------------------------------------------------------------------
 
+A_CIRCUIT = "agent:a/v1"
+GUARDED = f"""\
+name: guarded
+steps:
+  - {{id: call, uses: echo, circuit: "{A_CIRCUIT}"}}
+"""
+
 A_HOOK_SECRET = "a-hook-secret"
 LISTENER = """\
 name: listener
@@ -107,6 +114,7 @@ class World:
                 for s in http.get("/v1/schedules").json()["items"]
             ],
             "webhook_sources": http.get("/v1/webhook-sources").json()["items"],
+            "circuits": http.get("/v1/circuits").json()["items"],
         }
 
     def settle(self) -> None:
@@ -126,6 +134,8 @@ def build_world(api: Api) -> World:
     a.register(HELLO.replace("hello ${input.name}", "hi ${input.name}"))  # A has 2 versions
     for only_a in ("spare", "private-post", "private-put"):
         a.register(HELLO.replace("name: hello", f"name: {only_a}"))
+    a.register(GUARDED)  # its one run makes A's circuit (a circuit exists once used)
+    a.wait(a.start("guarded")["id"])
     a_run = a.start("hello", {"name": "Ada"}, idempotency_key="shared-key")
     a_chat = a.start("chatty", {"lines": 2})
     a_broken = a.start("broken")
@@ -166,6 +176,7 @@ def build_world(api: Api) -> World:
         "event_id": "a-event",
         "schedule_id": "yearly",
         "source": f"{a.name}-hooks",
+        "key": A_CIRCUIT,
     }
     return World(
         a=a,
@@ -196,7 +207,7 @@ BODIES: dict[Route, Json] = {
 
 def object_route(world: World, method: str, path: str) -> None:
     """B gets 404 on A's object and changes nothing; A, making the same call, finds it."""
-    concrete = re.sub(r"\{(\w+)\}", lambda m: world.params[m.group(1)], path)
+    concrete = re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: world.params[m.group(1)], path)
     body = BODIES.get((method, path))
     before = world.snapshot()
     for scope in ("read", "write", "admin"):
@@ -324,6 +335,12 @@ def _send_event(world: World) -> None:
     own = world.b.http.post("/v1/events", json={"type": "nothing.listens", "id": "shared-event"})
     assert own.status_code == 201, "A's event id is A's: B's event is new"
     assert world.snapshot() == before
+
+
+@check("GET", "/v1/circuits")
+def _list_circuits(world: World) -> None:
+    assert A_CIRCUIT in ids(listed(world.a.http, "/v1/circuits"), "key")
+    assert listed(world.b.http, "/v1/circuits") == []
 
 
 @check("GET", "/v1/schedules")

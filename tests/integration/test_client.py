@@ -446,3 +446,23 @@ async def test_a_large_output_round_trips_through_the_artifact_store(
     assert done.output == big
     assert first(events, ev.StepSucceeded).output == {"text": big}
     assert list(artifacts.rglob("*.json")), "nothing was offloaded: the test proves nothing"
+
+
+async def test_circuits_are_read_and_reset_through_the_client(client: Client) -> None:
+    down = with_step("fail", code="agent_down", retryable=True)
+    down["steps"][0]["circuit"] = {"key": "agent", "failure_threshold": 1, "cooldown": "1h"}
+    down["steps"][0]["retry"] = {"max_attempts": 3, "initial": 0.01, "jitter": False}
+    await client.register_workflow(workflow(down))
+    async with working(client):
+        run = await client.start_run("fail")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT
+        while not [c for c in await client.circuits() if c.status == "open"]:
+            assert loop.time() < deadline, "the circuit never opened"
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)  # the retry was due after 0.01 s: it is parked instead
+        step = (await client.run_state(run.id)).steps["only"]
+        assert (step.status, step.attempt) == ("scheduled", 2), "the retry waits, unspent"
+        assert (await client.reset_circuit("agent")).status == "closed"
+        with pytest.raises(NotFound):
+            await client.reset_circuit("nothing")

@@ -14,7 +14,16 @@ from overture.api import problems
 from overture.api.auth import BEARER_SCHEME
 from overture.api.bodies import component_schemas
 from overture.api.limits import BodyLimit
-from overture.api.routes import events, operations, runs, schedules, tasks, webhooks, workflows
+from overture.api.routes import (
+    circuits,
+    events,
+    operations,
+    runs,
+    schedules,
+    tasks,
+    webhooks,
+    workflows,
+)
 from overture.api.services import Services
 
 DESCRIPTION = """\
@@ -40,7 +49,7 @@ def create_app(services: Services, *, lifespan: Lifespan | None = None) -> FastA
     )
     app.state.services = services
     problems.install(app)
-    for module in (runs, tasks, workflows, events, webhooks, schedules, operations):
+    for module in (runs, tasks, workflows, events, webhooks, schedules, circuits, operations):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=services.settings.max_body_bytes)
     app.openapi = lambda: _with_security(app)  # type: ignore[method-assign]

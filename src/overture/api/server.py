@@ -30,7 +30,7 @@ from overture.handlers.registry import BUILTIN_HANDLER_NAMES, HandlerRegistry
 from overture.runtime.scheduler import Scheduler
 from overture.runtime.secrets import secrets_from_env
 from overture.runtime.worker import Worker
-from overture.settings import Settings
+from overture.settings import Settings, tenant_limits
 from overture.store import Store, create_store, redact_url
 from overture.triggers.webhooks import check_shadowing, config_sources
 
@@ -152,6 +152,7 @@ class Server:
                 lease=settings.lease,
                 grace=settings.grace,
                 secrets=secrets_from_env(os.environ),
+                limits=tenant_limits(settings),
             )
             self._working = asyncio.create_task(self.worker.run())
         if settings.scheduler:

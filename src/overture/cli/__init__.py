@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from overture import __version__
+from overture.cli.circuits import circuits
 from overture.cli.db import db
 from overture.cli.demo import demo_agent
 from overture.cli.keys import keys
@@ -34,6 +35,7 @@ for command in (
     events,
     schedules,
     webhooks,
+    circuits,
     db,
     keys,
     demo_agent,

@@ -33,7 +33,11 @@ except ImportError:  # e.g. on Windows: the standard loop serves, more slowly
 @setting_option("max_body_bytes", metavar="BYTES")
 @setting_option("log_level", metavar="LEVEL")
 @setting_option("http_base_url", metavar="URL")
-@setting_option("http_allow", metavar="HOSTS")
+@setting_option("http_allowed_networks", metavar="NETWORKS")
+@setting_option("http_max_response_bytes", metavar="BYTES")
+@setting_option("tenant_rate_limit", metavar="RATE")
+@setting_option("tenant_max_in_flight", metavar="N")
+@setting_option("enable_shell")
 @setting_option("scheduler")
 @click.option(
     "--config",

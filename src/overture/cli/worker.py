@@ -15,7 +15,7 @@ from overture.handlers.loading import ProcessHandlers, process_handlers
 from overture.runtime.scheduler import Scheduler
 from overture.runtime.secrets import secrets_from_env
 from overture.runtime.worker import Worker
-from overture.settings import Settings, load_settings
+from overture.settings import Settings, load_settings, tenant_limits
 from overture.store import create_store, redact_url
 
 logger = logging.getLogger("overture.worker")
@@ -29,7 +29,11 @@ logger = logging.getLogger("overture.worker")
 @setting_option("grace", metavar="SECONDS")
 @setting_option("log_level", metavar="LEVEL")
 @setting_option("http_base_url", metavar="URL")
-@setting_option("http_allow", metavar="HOSTS")
+@setting_option("http_allowed_networks", metavar="NETWORKS")
+@setting_option("http_max_response_bytes", metavar="BYTES")
+@setting_option("tenant_rate_limit", metavar="RATE")
+@setting_option("tenant_max_in_flight", metavar="N")
+@setting_option("enable_shell")
 @setting_option("scheduler")
 @click.option(
     "--poll",
@@ -74,6 +78,7 @@ async def _serve(
             poll=poll,
             worker_id=worker_id,
             secrets=secrets_from_env(os.environ),
+            limits=tenant_limits(settings),
         )
         loop = asyncio.get_running_loop()
 

@@ -24,7 +24,7 @@ def step_references(step: Step) -> Iterator[Reference]:
     step without making it a dependency.
     """
     values: list[JSON] = [step.inputs]
-    values += [c.key for c in (step.concurrency, step.rate_limit, step.circuit, step.budget) if c]
+    values += step.flow_keys()
     for value in values:
         yield from _safe_references(value)
     if isinstance(step.when, str):

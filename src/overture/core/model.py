@@ -12,7 +12,7 @@ listing every problem. ``validate_handlers`` checks the ``uses`` names against a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -126,27 +126,43 @@ class Compensation(Spec):
 
 
 class Concurrency(Spec):
-    """At most ``limit`` jobs in flight per evaluated ``key``; 1 makes a critical section."""
+    """At most ``limit`` in flight per evaluated ``key``; 1 makes a critical section.
 
-    key: str = Field(min_length=1)
+    On a step it counts the step's running attempts; on a workflow it counts runs, from their
+    first step's start to their end.
+    """
+
+    key: str = Field(min_length=1, max_length=500)
     limit: int = Field(1, ge=1, le=1_000_000)
 
 
 class RateLimit(Spec):
-    """A token bucket shared by every worker, per evaluated ``key``."""
+    """A token bucket shared by every worker, per evaluated ``key``: a job without a token
+    waits for one (it is never failed for it)."""
 
-    key: str = Field(min_length=1)
+    key: str = Field(min_length=1, max_length=500)
     rate: Rate
     burst: int | None = Field(None, ge=1, description="Bucket size; defaults to one second's rate.")
 
 
 class Circuit(Spec):
-    """Stop calling a downstream after repeated failures, probe again after a cooldown."""
+    """Stop calling a downstream after repeated failures, probe again after a cooldown.
 
-    key: str = Field(min_length=1)
-    failure_threshold: int = Field(5, ge=1)
-    window: Duration = 60.0
+    Closed, it counts the step's retryable failures (errors, timeouts, 5xx: not a 4xx, which is
+    the caller's fault); ``failure_threshold`` of them within ``window`` open it. Open, its jobs
+    are parked (not failed, no attempt spent) until ``cooldown`` has passed; then one probe
+    runs (half-open): success closes the circuit, failure opens it again.
+    """
+
+    key: str = Field(min_length=1, max_length=500)
+    failure_threshold: int = Field(5, ge=1, le=10_000)
+    window: Duration = 30.0
     cooldown: Duration = 30.0
+
+
+def _as_circuit(value: object) -> object:
+    """``circuit: agents`` names the circuit; ``circuit: false`` turns off the http host one."""
+    return {"key": value} if isinstance(value, str) else value
 
 
 class Budget(Spec):
@@ -228,10 +244,26 @@ class Step(Spec):
     compensate: Compensation | None = None
     concurrency: Concurrency | None = None
     rate_limit: RateLimit | None = None
-    circuit: Circuit | None = None
+    circuit: Annotated[Circuit | Literal[False] | None, BeforeValidator(_as_circuit)] = Field(
+        None,
+        description="A circuit breaker (a name, or options); http steps get one per host "
+        "unless this is false.",
+    )
+    max_in_flight: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="At most this many calls in flight to the step's target (the host of an "
+        "http step, else its handler), across every workflow of the tenant.",
+    )
     budget: Budget | None = None
     priority: int | None = None
     description: str = ""
+
+    def flow_keys(self) -> tuple[str, ...]:
+        """The templated keys of the step's flow controls."""
+        controls = (self.concurrency, self.rate_limit, self.circuit or None, self.budget)
+        return tuple(c.key for c in controls if c is not None)
 
 
 class Workflow(Spec):
@@ -243,6 +275,9 @@ class Workflow(Spec):
     on: Triggers = Field(default_factory=Triggers)
     input: dict[str, JsonValue] | None = Field(None, description="JSON Schema of the run input.")
     defaults: Defaults = Field(default_factory=Defaults)
+    concurrency: Concurrency | None = Field(
+        None, description="At most `limit` runs in flight per evaluated key."
+    )
     steps: tuple[Step, ...] = Field(min_length=1, max_length=1000)
     output: JsonValue = Field(None, description="Template of the run output.")
 

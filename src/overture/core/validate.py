@@ -105,7 +105,7 @@ def _template_problems(workflow: Workflow, index: int, step: Step) -> Iterator[P
     fields: list[tuple[Path, JSON]] = [((*base, "with"), step.inputs)]
     for name in ("concurrency", "rate_limit", "circuit", "budget"):
         control = getattr(step, name)
-        if control is not None:
+        if control:
             fields.append(((*base, name, "key"), control.key))
     if step.compensate:
         fields.append(((*base, "compensate", "with"), step.compensate.inputs))

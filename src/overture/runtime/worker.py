@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from overture.core.admission import NO_LIMITS, TenantLimits
 from overture.handlers.registry import HandlerRegistry
 from overture.runtime.context import LogLine, StepContext
 from overture.runtime.executor import execute
@@ -67,6 +68,7 @@ class Worker:
         grace: float = 30.0,
         worker_id: str | None = None,
         secrets: Mapping[str, str] | None = None,
+        limits: TenantLimits = NO_LIMITS,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -82,6 +84,8 @@ class Worker:
         self.grace = grace
         self.id = worker_id or new_worker_id()
         self.secrets: Mapping[str, str] = {} if secrets is None else secrets
+        self.limits = limits
+        """Flow limits every tenant gets; every process of a deployment should agree on them."""
         self.started_at = datetime.now(UTC)
         self._running: dict[int, _Running] = {}
         self._finished: list[tuple[ClaimedJob, Completion]] = []
@@ -162,7 +166,11 @@ class Worker:
                 continue
             try:
                 jobs = await self.store.claim(
-                    self.id, limit=free, lease=self.lease, handlers=self._handlers
+                    self.id,
+                    limit=free,
+                    lease=self.lease,
+                    handlers=self._handlers,
+                    limits=self.limits,
                 )
             except Exception:  # the database may come back: keep the worker alive
                 logger.exception("claim failed; retrying in %gs", self.poll)

@@ -11,12 +11,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from overture.core.admission import NO_LIMITS, TenantLimits
 from overture.core.model import Workflow
 from overture.core.state import RunState, RunStatus
 from overture.serde import JSON
 from overture.store.records import (
     DEFAULT_TENANT,
     ApiKeyRecord,
+    CircuitRecord,
     ClaimedJob,
     Completion,
     DeadLetter,
@@ -166,11 +168,21 @@ class Store(Protocol):
         limit: int,
         lease: float = DEFAULT_LEASE,
         handlers: Sequence[str] | None = None,
+        limits: TenantLimits = NO_LIMITS,
     ) -> list[ClaimedJob]:
-        """Lease up to ``limit`` due jobs, lowest priority number first, FIFO within.
+        """Lease up to ``limit`` due jobs, lowest priority number first, tenants in turn within
+        a priority, FIFO within a tenant.
 
-        Only jobs whose handler is in ``handlers`` (None: any) are taken.
+        Only jobs whose handler is in ``handlers`` (None: any) are taken. Their flow controls
+        hold, with ``limits`` added for every tenant: a job refused by one is deferred (see
+        ``overture.core.admission``), never failed, and keeps its attempt.
         """
+
+    async def list_circuits(self, *, tenant: str | None = None) -> list[CircuitRecord]:
+        """The circuit breakers that exist (one is made by its first claim), by tenant and key."""
+
+    async def reset_circuit(self, key: str, *, tenant: str) -> CircuitRecord:
+        """Close a circuit by hand and let the jobs it parked start (``NotFound`` if none)."""
 
     async def heartbeat(
         self, worker_id: str, leases: Sequence[Lease], *, lease: float = DEFAULT_LEASE

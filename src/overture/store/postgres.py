@@ -47,11 +47,13 @@ import asyncpg  # type: ignore[import-untyped]
 
 from overture import serde
 from overture.core import events as ev
+from overture.core.admission import NO_LIMITS, TenantLimits
 from overture.core.advance import retry_event
+from overture.core.events import ErrorInfo
 from overture.core.state import TERMINAL_RUN, RunState, RunStatus, fold
 from overture.errors import NotFound
 from overture.serde import JSON
-from overture.store import facts, rows
+from overture.store import facts, flow, rows
 from overture.store.base import DEFAULT_LEASE
 from overture.store.codec import (
     decode_cursor,
@@ -60,6 +62,7 @@ from overture.store.codec import (
 )
 from overture.store.postgres_base import load_run
 from overture.store.postgres_events import PostgresEvents
+from overture.store.postgres_flow import PostgresFlow
 from overture.store.postgres_keys import PostgresKeys
 from overture.store.postgres_schedules import PostgresSchedules
 from overture.store.postgres_tx import CHANNEL, Head, Q, Tx, append_row, when
@@ -80,7 +83,7 @@ from overture.store.records import (
 logger = logging.getLogger("overture.store.postgres")
 
 
-class PostgresStore(PostgresEvents, PostgresSchedules, PostgresKeys):
+class PostgresStore(PostgresEvents, PostgresSchedules, PostgresKeys, PostgresFlow):
     """A ``Store`` in a PostgreSQL database (scale-out: many workers, many machines)."""
 
     # --- runs ------------------------------------------------------------------------------
@@ -224,6 +227,7 @@ class PostgresStore(PostgresEvents, PostgresSchedules, PostgresKeys):
         limit: int,
         lease: float = DEFAULT_LEASE,
         handlers: Sequence[str] | None = None,
+        limits: TenantLimits = NO_LIMITS,
     ) -> list[ClaimedJob]:
         if limit <= 0:
             return []
@@ -232,16 +236,25 @@ class PostgresStore(PostgresEvents, PostgresSchedules, PostgresKeys):
         async def write(tx: Tx) -> list[ClaimedJob]:
             conn = tx.conn
             await conn.execute(Q["claim_plan"])
-            found = await conn.fetch(Q["jobs_claim"], worker_id, float(lease), names, limit)
+            per_tenant = limit * flow.PER_TENANT
+            found = flow.fair_order(await conn.fetch(Q["jobs_candidates"], names, per_tenant))
             if len(found) < limit and await conn.fetchval(Q["jobs_held_back"], names) is not None:
                 tx.claim_again = True  # skipped for a busy run: it will be free in a moment
+            await conn.execute(Q["claim_plan_done"])
             if not found:
                 return []
-            tx.now = now = when(found[0][14])
-            heads = {row[2]: Head(row[15], row[16], row[17], row[18]) for row in found}
-            # RETURNING does not follow the subquery's order: restore priority, then FIFO.
-            found.sort(key=lambda row: (row[12], row[13], row[0]))
-            jobs = [rows.claimed_job(row, self.codec, when) for row in found]
+            tx.now = now = when(found[0][10])
+            candidates = [flow.candidate(r[0], r[1], r[2], r[5]) for r in found]
+            decision = await self._admit(tx, candidates, now.timestamp(), limit, limits)
+            if decision.deferred:
+                tx.claim_again = True  # more due jobs may be waiting behind the deferred ones
+            if not decision.admitted:
+                return []
+            leased = await conn.fetch(Q["jobs_lease"], worker_id, float(lease), decision.admitted)
+            order = {job_id: i for i, job_id in enumerate(decision.admitted)}
+            leased.sort(key=lambda row: order[row[0]])  # RETURNING keeps no order: claim order
+            jobs = [rows.claimed_job(row, self.codec, when) for row in leased]
+            heads = {row[2]: Head(row[6], row[7], row[8], row[9]) for row in found}
             started: dict[str, list[ev.Event]] = {}
             for job in jobs:
                 started.setdefault(job.run_id, []).append(
@@ -254,7 +267,7 @@ class PostgresStore(PostgresEvents, PostgresSchedules, PostgresKeys):
                     )
                 )
             incoming = {run_id: facts.given(*events) for run_id, events in started.items()}
-            await self._advance(tx, heads, incoming, decide=False)
+            await self._advance(tx, {r: heads[r] for r in incoming}, incoming, decide=False)
             return jobs
 
         return await self._write(write)
@@ -310,6 +323,7 @@ class PostgresStore(PostgresEvents, PostgresSchedules, PostgresKeys):
         rounds: list[list[int]] = [[]]
         in_round: set[str] = set()
         logs: list[list[Any]] = [[] for _ in range(9)]  # a column each, as in step_logs
+        outcomes: list[tuple[str, str | None, int, ErrorInfo | None]] = []
         for i, done in enumerate(completions):
             run_id = run_of.get(done.job_id)
             if run_id is None:
@@ -338,10 +352,12 @@ class PostgresStore(PostgresEvents, PostgresSchedules, PostgresKeys):
                 row = by_job.get(done.job_id)
                 if row is None:
                     continue  # the lease was lost: someone else owns this attempt now
-                _, run_id, step_id, attempt, compensation, _ = row
+                _, run_id, step_id, attempt, compensation, _, tenant, gates = row
                 event = facts.attempt_ended(done, step_id, attempt, compensation, now)
                 incoming[run_id] = facts.given(event)
                 recorded[i] = True
+                if gates is not None:
+                    outcomes.append((tenant, gates, done.job_id, done.error))
                 attempt_of = (run_id, heads[run_id].tenant, step_id, attempt, compensation)
                 for e in done.logs:
                     fields = serde.dumps_text(e.fields)
@@ -349,6 +365,7 @@ class PostgresStore(PostgresEvents, PostgresSchedules, PostgresKeys):
             await self._advance(tx, heads, incoming)
         if logs[0]:
             await tx.conn.execute(Q["step_logs_insert"], *logs)
+        await self._count_outcomes(tx, outcomes)
         return recorded
 
     async def release(self, leases: Sequence[Lease]) -> int:

@@ -48,6 +48,8 @@ class StartRun:
     run_at: datetime | None = None
     """Start no earlier than this (a delayed run); None: now."""
     run_id: str | None = None
+    parent_step: str | None = None
+    """A child run: the ``workflow`` step of ``parent_run_id`` that waits for it."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -343,3 +345,19 @@ class SchemaStatus:
     @property
     def current(self) -> bool:
         return not self.pending
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CircuitRecord:
+    """A circuit breaker as stored: ``failures`` counts those in the current window."""
+
+    tenant: str
+    key: str
+    status: str
+    failures: int
+    threshold: int
+    window: float
+    cooldown: float
+    opened_at: datetime | None
+    open_until: datetime | None
+    updated_at: datetime

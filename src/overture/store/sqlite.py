@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 from overture import serde
 from overture.core import events as ev
+from overture.core.admission import NO_LIMITS, TenantLimits
 from overture.core.advance import retry_event
 from overture.core.state import TERMINAL_RUN, RunState, RunStatus, fold
 from overture.errors import NotFound
@@ -48,6 +49,7 @@ from overture.store.records import (
 )
 from overture.store.sqlite_base import Q, check_run, load_run, when
 from overture.store.sqlite_events import SQLiteEvents
+from overture.store.sqlite_flow import SQLiteFlow
 from overture.store.sqlite_keys import SQLiteKeys
 from overture.store.sqlite_schedules import SQLiteSchedules
 from overture.store.sqlite_writer import Tx
@@ -58,7 +60,7 @@ def _seconds(duration: float) -> int:
     return round(duration * 1_000_000)
 
 
-class SQLiteStore(SQLiteEvents, SQLiteSchedules, SQLiteKeys):
+class SQLiteStore(SQLiteEvents, SQLiteSchedules, SQLiteKeys, SQLiteFlow):
     """A ``Store`` in one SQLite file (the embedded default)."""
 
     # --- runs ------------------------------------------------------------------------------
@@ -199,22 +201,27 @@ class SQLiteStore(SQLiteEvents, SQLiteSchedules, SQLiteKeys):
         limit: int,
         lease: float = DEFAULT_LEASE,
         handlers: Sequence[str] | None = None,
+        limits: TenantLimits = NO_LIMITS,
     ) -> list[ClaimedJob]:
         if limit <= 0:
             return []
         names = None if handlers is None else serde.dumps_text(list(handlers))
 
         def write(tx: Tx) -> list[ClaimedJob]:
+            admitted, deferred = self._admit(tx, limit, names, limits)
+            if deferred:
+                tx.enqueued = True  # more due jobs may be waiting behind the deferred ones
+            if not admitted:
+                return []
             params = {
                 "worker": worker_id,
                 "now": tx.now,
                 "lease": _seconds(lease),
-                "handlers": names,
-                "limit": limit,
+                "ids": serde.dumps_text(admitted),
             }
-            found = tx.conn.execute(Q["jobs_claim"], params).fetchall()
-            # RETURNING does not follow the subquery's order: restore priority, then FIFO.
-            found.sort(key=lambda row: (row[12], row[13], row[0]))
+            found = tx.conn.execute(Q["jobs_lease"], params).fetchall()
+            order = {job_id: i for i, job_id in enumerate(admitted)}
+            found.sort(key=lambda row: order[row[0]])  # RETURNING keeps no order: claim order
             jobs = [rows.claimed_job(row, self.codec, when) for row in found]
             for job in jobs:
                 started = ev.StepStarted(
@@ -251,7 +258,10 @@ class SQLiteStore(SQLiteEvents, SQLiteSchedules, SQLiteKeys):
             row = tx.one("job_finish", tx.now, done.job_id, done.token)
             if row is None:
                 return False  # the lease was lost: someone else owns this attempt now
-            run_id, step_id, attempt, compensation, tenant = row
+            run_id, step_id, attempt, compensation, tenant, gates = row
+            if gates is not None:
+                self._count_outcome(tx, tenant, gates, done.job_id, done.error)
+                tx.enqueued = True  # its slots' release may have woken a waiting job
             at = when(tx.now)
             event = facts.attempt_ended(done, step_id, attempt, bool(compensation), at)
             self._advance(tx, run_id, facts.given(event))

@@ -172,17 +172,17 @@ CROSS JOIN LATERAL (
 -- New attempts, and a wake-up for listening workers (delivered when the transaction commits).
 WITH inserted AS (
     INSERT INTO jobs (run_id, tenant, workflow, step_id, compensation, attempt, uses, input,
-                      timeout, priority, run_at, state, created_at)
+                      timeout, priority, run_at, state, created_at, gates)
     SELECT run_id, tenant, workflow, step_id, compensation, attempt, uses, input, timeout,
-           priority, run_at, 'queued', now()
+           priority, run_at, 'queued', now(), gates
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::integer[],
                 $7::text[], $8::text[], $9::double precision[], $10::integer[],
-                $11::timestamptz[])
+                $11::timestamptz[], $12::text[])
          AS j (run_id, tenant, workflow, step_id, compensation, attempt, uses, input, timeout,
-               priority, run_at)
+               priority, run_at, gates)
     RETURNING 1
 )
-SELECT pg_notify($12, '');
+SELECT pg_notify($13, '');
 
 -- name: claim_plan
 -- For the claim's transaction only: walk jobs_runnable in order and stop at the limit, never
@@ -191,33 +191,10 @@ SELECT pg_notify($12, '');
 -- sort the whole backlog on every claim. (The claim's other statements need no sort.)
 SET LOCAL enable_sort = off;
 
--- name: jobs_claim
--- Due jobs, best priority first, FIFO within, that no other transaction holds, and then those
--- of them whose runs no other transaction holds (SKIP LOCKED on both): a claim never waits, so
--- it can never deadlock with a transaction that holds a run and stops its jobs. It returns
--- each job's run head too: the run is locked for appending StepStarted.
-WITH picked AS (
-    SELECT id, run_id FROM jobs
-    WHERE state = 'queued' AND run_at <= now()
-      AND ($3::text[] IS NULL OR uses = ANY($3::text[]))
-    ORDER BY priority, run_at, id
-    LIMIT $4
-    FOR UPDATE SKIP LOCKED
-), due AS (
-    SELECT p.id, r.tenant AS run_tenant, r.workflow AS run_workflow, r.version AS run_version,
-           r.last_seq AS run_last_seq
-    FROM picked p JOIN runs r ON r.id = p.run_id
-    FOR UPDATE OF r SKIP LOCKED
-)
-UPDATE jobs
-SET state = 'leased', lease_owner = $1, lease_token = gen_random_uuid()::text,
-    lease_until = now() + make_interval(secs => $2)
-FROM due
-WHERE jobs.id = due.id
-RETURNING jobs.id, jobs.lease_token, jobs.run_id, jobs.tenant, jobs.workflow, jobs.step_id,
-          jobs.attempt, jobs.compensation, jobs.uses, jobs.input, jobs.timeout,
-          jobs.lease_until, jobs.priority, jobs.run_at, now(),
-          due.run_tenant, due.run_workflow, due.run_version, due.run_last_seq;
+-- name: claim_plan_done
+-- Sorting is on again for the rest of the claim: with it off, a statement that must sort is
+-- costed so high that it is JIT-compiled, which takes far longer than running it.
+SET LOCAL enable_sort = on;
 
 -- name: jobs_held_back
 -- After a claim that took fewer than it asked for: is a due job left that no other claim holds?
@@ -235,7 +212,8 @@ FOR UPDATE SKIP LOCKED;
 UPDATE jobs SET state = 'done', finished_at = now()
 FROM unnest($1::bigint[], $2::text[]) AS c (id, token)
 WHERE jobs.id = c.id AND jobs.lease_token = c.token AND jobs.state = 'leased'
-RETURNING jobs.id, jobs.run_id, jobs.step_id, jobs.attempt, jobs.compensation, now();
+RETURNING jobs.id, jobs.run_id, jobs.step_id, jobs.attempt, jobs.compensation, now(),
+          jobs.tenant, jobs.gates;
 
 -- name: jobs_extend
 -- Rows are locked in id order (as jobs_stop does), so two such statements cannot deadlock.

@@ -72,27 +72,13 @@ SELECT seq, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?;
 
 -- name: job_insert
 INSERT INTO jobs (run_id, tenant, workflow, step_id, compensation, attempt, uses, input, timeout,
-                  priority, run_at, state, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?);
-
--- name: jobs_claim
-UPDATE jobs
-SET state = 'leased', lease_owner = :worker, lease_token = lower(hex(randomblob(12))),
-    lease_until = :now + :lease
-WHERE id IN (
-    SELECT id FROM jobs
-    WHERE state = 'queued' AND run_at <= :now
-      AND (:handlers IS NULL OR uses IN (SELECT value FROM json_each(:handlers)))
-    ORDER BY priority, run_at, id
-    LIMIT :limit
-)
-RETURNING id, lease_token, run_id, tenant, workflow, step_id, attempt, compensation, uses, input,
-          timeout, lease_until, priority, run_at;
+                  priority, run_at, state, created_at, gates)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?);
 
 -- name: job_finish
 UPDATE jobs SET state = 'done', finished_at = ?
 WHERE id = ? AND lease_token = ? AND state = 'leased'
-RETURNING run_id, step_id, attempt, compensation, tenant;
+RETURNING run_id, step_id, attempt, compensation, tenant, gates;
 
 -- name: job_extend
 UPDATE jobs SET lease_until = ?
