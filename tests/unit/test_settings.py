@@ -71,21 +71,21 @@ def test_each_kind_is_read_from_a_variable() -> None:
     environ = {
         "OVERTURE_LEASE": "2.5",
         "OVERTURE_WORKERS": "3",
-        "OVERTURE_HTTP_ALLOW": "127.0.0.1, 10.0.0.0/8,,",
+        "OVERTURE_HTTP_ALLOWED_NETWORKS": "127.0.0.1, 10.0.0.0/8,,",
         "OVERTURE_APP": "myapp.handlers:registry",
         "OVERTURE_LOG_LEVEL": "debug",
     }
     settings = load_settings({}, environ=environ)
     assert settings.lease == 2.5
     assert settings.workers == 3
-    assert settings.http_allow == ("127.0.0.1", "10.0.0.0/8")
+    assert settings.http_allowed_networks == ("127.0.0.1", "10.0.0.0/8")
     assert settings.app == "myapp.handlers:registry"
     assert settings.log_level.upper() == "DEBUG"
 
 
 def test_a_list_in_the_file_is_a_toml_array(elsewhere: Path) -> None:
-    toml(elsewhere / "overture.toml", "http_allow = ['127.0.0.1', 'localhost']\n")
-    assert load_settings({}, environ={}).http_allow == ("127.0.0.1", "localhost")
+    toml(elsewhere / "overture.toml", "http_allowed_networks = ['127.0.0.1', 'localhost']\n")
+    assert load_settings({}, environ={}).http_allowed_networks == ("127.0.0.1", "localhost")
 
 
 @pytest.mark.parametrize(
@@ -112,7 +112,7 @@ def test_a_bad_variable_is_named(variable: str, value: str, message: str) -> Non
         ("port = true\n", "port must be an integer, got True"),
         ("lease = true\n", "lease must be a number"),
         ("host = 1\n", "host must be a string, got 1"),
-        ("http_allow = [1, 2]\n", "http_allow must be a list"),
+        ("http_allowed_networks = [1, 2]\n", "http_allowed_networks must be a list"),
         ("prot = 80\n", "unknown setting 'prot' \\(did you mean 'port'\\?\\)"),
         ("port = \n", "not valid TOML"),
     ],

@@ -32,7 +32,8 @@ def demo_agent(host: str, port: int, log_level: str) -> None:
     """Serve the demo agent that examples/ calls, until SIGTERM or SIGINT.
 
     Point the http handler at it with OVERTURE_HTTP_BASE_URL=http://HOST:PORT (for `call:`
-    steps) and OVERTURE_HTTP_ALLOW=HOST (for steps with a full `url` on a private address).
+    steps) and OVERTURE_HTTP_ALLOWED_NETWORKS=HOST (for steps with a full `url` on a private
+    address).
     GET /calls lists the calls it received, with their idempotency keys.
     """
     netloc = f"[{host}]" if ":" in host else host

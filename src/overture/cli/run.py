@@ -56,7 +56,8 @@ from overture.testing import PlaceholderSecrets, echo_registry
     "--local",
     is_flag=True,
     help="Run for real and durably: in the database (embedded SQLite by default) with an "
-    "in-process worker. Handlers: noop, echo, fail and those of --handlers.",
+    "in-process worker. Handlers: the built-in ones (shell runs commands only with "
+    "OVERTURE_ENABLE_SHELL=1) and those of --handlers.",
 )
 @database_url_option
 @click.option("--input", "-i", "inputs", multiple=True, metavar="KEY=VALUE", help="Run input.")
@@ -169,7 +170,7 @@ def _run_here_durably(
     if problems := handler_problems(workflow, registry.names()):
         out.print(Text("✗ the in-process worker cannot run this workflow:", style="red"))
         print_problems(out, problems)
-        out.print("  (it has noop, echo, fail, http and the handlers of --handlers MODULE:ATTR)")
+        out.print("  (it has the built-in handlers and those of --handlers MODULE:ATTR)")
         raise SystemExit(1)
     printer = ProgressPrinter(out)
 

@@ -5,32 +5,29 @@
       with: {method: GET, call: /functions/v1/agent-proxy/snapshot}
 
 Every attempt sends the step's idempotency key as ``Idempotency-Key`` and ``X-Idempotency-Key``,
-so the server can recognise a retried or re-delivered call. 2xx succeeds; 408, 429, 5xx, timeouts
-and network errors are retried (after ``Retry-After`` when the server sends one); any other status
-fails the step at once with code ``http_<status>``.
+so the server can recognise a retried or re-delivered call. How a call ends (2xx and 3xx succeed,
+``{"ok": false}`` fails, 408/425/429/5xx are retried...) is decided in ``http_exchange``; the
+``auth`` input (bearer token, service JWT) in ``http_auth``; redirects, followed only on request,
+in ``http_redirects``.
 
-The SSRF guard lives in the connection layer (``GuardedBackend``): a host is resolved once, every
-address that is not public is refused unless allow-listed, and the socket is opened to exactly an
-address that was checked. The name is never looked up again, so a DNS answer that changes between
-check and connect (rebinding) cannot slip a private address in; TLS still verifies the
-certificate for the host name. Redirects open new connections, so every hop is checked too.
+The SSRF guard lives in the connection layer (``http_guard.GuardedBackend``): a host is resolved
+once, every address that is not public is refused unless allow-listed, and the socket is opened to
+exactly an address that was checked. Redirects open new connections, so every hop is checked too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
 
-from overture import serde
-from overture.errors import NonRetryable, Retry, StepError
+from overture import __version__, serde
+from overture.errors import NonRetryable
+from overture.handlers.http_auth import AUTH_INPUT, credentials
+from overture.handlers.http_exchange import IDEMPOTENCY_HEADERS, Exchange, retry_after
 from overture.handlers.http_guard import (
     ALLOW_ENV,
     AddressPolicy,
@@ -43,15 +40,18 @@ from overture.handlers.http_guard import (
 from overture.runtime.context import StepContext
 from overture.serde import JSON
 
-BASE_URL_ENV = "OVERTURE_HTTP_BASE_URL"
+__all__ = ["HTTP_INPUT", "HTTP_OUTPUT", "HttpHandler", "HttpSettings", "retry_after"]
 
-MAX_RETRY_AFTER = 300.0
-"""Seconds: a longer ``Retry-After`` is shortened, so one answer cannot park a step for days."""
-MAX_REDIRECTS = 10
-IDEMPOTENCY_HEADERS = ("Idempotency-Key", "X-Idempotency-Key")
-RETURNED_HEADERS = ("content-type", "location", "retry-after", "etag", "x-request-id")
-"""Response headers a step's output keeps: enough to act on, never cookies or tokens."""
-EXCERPT_CHARS = 200
+BASE_URL_ENV = "OVERTURE_HTTP_BASE_URL"
+MAX_RESPONSE_ENV = "OVERTURE_HTTP_MAX_RESPONSE_BYTES"
+DEFAULT_MAX_REDIRECTS = 5
+DEFAULT_HEADERS = {
+    "User-Agent": f"overture/{__version__}",
+    "Accept": "*/*",
+    # Uncompressed, so max_response_bytes counts what arrives and no small compressed body can
+    # inflate to gigabytes in memory before the count sees it.
+    "Accept-Encoding": "identity",
+}
 
 
 # --- settings ----------------------------------------------------------------------------------
@@ -64,11 +64,13 @@ class HttpSettings:
     base_url: str | None = None
     """Where ``call: /path`` goes (``OVERTURE_HTTP_BASE_URL``); the SSRF guard trusts its host."""
     allow: tuple[str, ...] = ()
-    """Hosts and CIDRs the SSRF guard lets through although not public (``OVERTURE_HTTP_ALLOW``)."""
+    """Hosts and CIDRs the SSRF guard lets through although not public
+    (``OVERTURE_HTTP_ALLOWED_NETWORKS``)."""
     timeout: float = 30.0
     """Seconds per request unless a step sets ``timeout``."""
     max_response_bytes: int = 10 * 1024 * 1024
-    """A larger (decoded) response body fails the step unless it sets ``max_response_bytes``."""
+    """A larger response body fails the step unless it sets ``max_response_bytes``
+    (``OVERTURE_HTTP_MAX_RESPONSE_BYTES``)."""
 
     def __post_init__(self) -> None:
         if self.base_url is not None:
@@ -86,9 +88,15 @@ class HttpSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> HttpSettings:
-        """Settings from ``OVERTURE_HTTP_BASE_URL`` and ``OVERTURE_HTTP_ALLOW`` (a comma list)."""
+        """Settings from ``OVERTURE_HTTP_BASE_URL``, ``OVERTURE_HTTP_ALLOWED_NETWORKS`` (a comma
+        list) and ``OVERTURE_HTTP_MAX_RESPONSE_BYTES``."""
         base_url = environ.get(BASE_URL_ENV, "").strip() or None
         allow = tuple(entry for entry in environ.get(ALLOW_ENV, "").split(",") if entry.strip())
+        limit = environ.get(MAX_RESPONSE_ENV, "").strip()
+        if limit and not limit.isdigit():
+            raise ValueError(f"{MAX_RESPONSE_ENV} must be a number of bytes, got {limit!r}")
+        if limit:
+            return cls(base_url=base_url, allow=allow, max_response_bytes=int(limit))
         return cls(base_url=base_url, allow=allow)
 
 
@@ -102,20 +110,16 @@ def _checked_base_url(url: str) -> str:
     return url.rstrip("/")
 
 
-# --- the SSRF guard, at connection level (handlers/http_guard.py) --------------------------
+def guarded_transport(
+    settings: HttpSettings, resolve: Resolver = resolve_host
+) -> httpx.AsyncBaseTransport:
+    """httpx's transport (pool, TLS) whose every connection passes the SSRF guard.
 
-
-def guarded_client(settings: HttpSettings, resolve: Resolver = resolve_host) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` whose every connection passes the SSRF guard."""
+    The handler sends through it directly, not through an ``httpx.AsyncClient``: no proxy from
+    the environment (a proxy would resolve names where the guard cannot see), no cookie jar (a
+    cookie must not travel to later steps, runs or tenants), and redirects by our own rules."""
     backend = GuardedBackend(AddressPolicy.of(settings.allow, settings.base_url), resolve)
-    return httpx.AsyncClient(
-        transport=GuardedTransport(backend),
-        timeout=settings.timeout,
-        follow_redirects=False,
-        trust_env=False,  # no proxy from the environment: a proxy would resolve names unguarded
-        # Cookies a server sets must not travel to later steps, runs or tenants.
-        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-    )
+    return GuardedTransport(backend)
 
 
 # --- the handler -------------------------------------------------------------------------------
@@ -134,8 +138,10 @@ HTTP_INPUT: dict[str, Any] = {
         },
         "json": {},
         "body": {"type": "string"},
+        "auth": AUTH_INPUT,
         "timeout": {"type": "number", "exclusiveMinimum": 0},
         "follow_redirects": {"type": "boolean"},
+        "max_redirects": {"type": "integer", "minimum": 1, "maximum": 20},
         "max_response_bytes": {"type": "integer", "minimum": 1},
     },
     "additionalProperties": False,
@@ -158,21 +164,21 @@ class HttpHandler:
     def __init__(self, settings: HttpSettings | None = None, *, resolve: Resolver = resolve_host):
         self.settings = settings or HttpSettings()
         self._resolve = resolve
-        self._client: httpx.AsyncClient | None = None
+        self._transport: httpx.AsyncBaseTransport | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def aclose(self) -> None:
         """Close the pooled connections (a later call opens a new pool)."""
-        client, self._client, self._loop = self._client, None, None
-        if client is not None:
-            await client.aclose()
+        transport, self._transport, self._loop = self._transport, None, None
+        if transport is not None:
+            await transport.aclose()
 
-    def _pooled_client(self) -> httpx.AsyncClient:
+    def _pooled_transport(self) -> httpx.AsyncBaseTransport:
         loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            self._client = guarded_client(self.settings, self._resolve)
+        if self._transport is None or self._loop is not loop:
+            self._transport = guarded_transport(self.settings, self._resolve)
             self._loop = loop
-        return self._client
+        return self._transport
 
     async def http(
         self,
@@ -185,38 +191,49 @@ class HttpHandler:
         query: Mapping[str, Any] | None = None,
         json: JSON = None,
         body: str | None = None,
+        auth: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         follow_redirects: bool = False,
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
         max_response_bytes: int | None = None,
     ) -> dict[str, JSON]:
         """Send an HTTP request; output ``{status, headers, body}`` (body parsed when JSON).
 
         ``url``, or ``call`` (a path on the configured base URL); ``method`` (GET), ``headers``,
-        ``query``, ``json`` or ``body``, ``timeout`` (seconds), ``follow_redirects`` (false),
-        ``max_response_bytes``. 408, 429, 5xx and network errors are retryable; other statuses
-        fail with code ``http_<status>``.
+        ``query``, ``json`` or ``body``, ``auth`` (``bearer`` or ``jwt``), ``timeout`` (seconds),
+        ``follow_redirects`` (false) and ``max_redirects`` (5), ``max_response_bytes``. See
+        ``http_exchange`` for how a call ends.
         """
         if json is not None and body is not None:
             raise NonRetryable("give `json` or `body`, not both", code="bad_input")
         own = {name: _header_value(value) for name, value in (headers or {}).items()}
-        exchange = _Exchange(method=method.upper(), target=self._target(url, call), headers=own)
-        client = self._pooled_client()
-        try:
-            request = client.build_request(
-                exchange.method,
-                exchange.target,
-                params=query,
-                headers=_with_idempotency_key(own, ctx.idempotency_key),
-                json=json,
-                content=body,
-                timeout=timeout or self.settings.timeout,
-            )
-        except httpx.InvalidURL as error:
-            raise NonRetryable(f"bad url {exchange.where}: {error}", code="bad_url") from None
-        limit = max_response_bytes or self.settings.max_response_bytes
-        response, content = await exchange.send(client, request, follow_redirects, limit)
+        sent = _with_idempotency_key(own, ctx.idempotency_key)
+        hidden: tuple[str, ...] = ()
+        if auth is not None:
+            if any(name.lower() == "authorization" for name in own):
+                raise NonRetryable(
+                    "give `auth` or an Authorization header, not both", code="bad_input"
+                )
+            given = credentials(auth, ctx.clock.now())
+            sent["Authorization"], hidden = given.authorization, given.values
+        exchange = Exchange(
+            method=method.upper(),
+            target=self._target(url, call),
+            headers=own,
+            credentials=hidden,
+            follow_redirects=follow_redirects,
+            max_redirects=max_redirects,
+            max_bytes=max_response_bytes or self.settings.max_response_bytes,
+        )
+        request = _request(
+            exchange, sent, query, json, body, timeout=timeout or self.settings.timeout
+        )
+        response, content = await exchange.send(self._pooled_transport(), request)
         ctx.log(f"{exchange.method} {exchange.where} -> {response.status_code}")
-        return exchange.outcome(response, content, ctx.clock.now())
+        output = exchange.outcome(response, content, ctx.clock.now())
+        masked = exchange.masked(output, ctx.secrets)
+        assert isinstance(masked, dict)
+        return masked
 
     def _target(self, url: str | None, call: str | None) -> str:
         if (url is None) == (call is None):
@@ -239,6 +256,32 @@ class HttpHandler:
         return url
 
 
+def _request(
+    exchange: Exchange,
+    headers: Mapping[str, str],
+    query: Mapping[str, Any] | None,
+    json: JSON,
+    body: str | None,
+    *,
+    timeout: float,
+) -> httpx.Request:
+    """The first request: our default headers under the step's (compared case-insensitively)."""
+    sent = httpx.Headers(DEFAULT_HEADERS)
+    sent.update(headers)
+    try:
+        return httpx.Request(
+            exchange.method,
+            exchange.target,
+            params=query,
+            headers=sent,
+            json=json,
+            content=body,
+            extensions={"timeout": httpx.Timeout(timeout).as_dict()},
+        )
+    except httpx.InvalidURL as error:
+        raise NonRetryable(f"bad url {exchange.where}: {error}", code="bad_url") from None
+
+
 def _with_idempotency_key(headers: Mapping[str, str], key: str) -> dict[str, str]:
     """``headers`` plus both idempotency headers; a key the step set itself fills both."""
     own = {name.lower(): value for name, value in headers.items()}
@@ -249,157 +292,3 @@ def _with_idempotency_key(headers: Mapping[str, str], key: str) -> dict[str, str
 
 def _header_value(value: str | float | bool) -> str:
     return value if isinstance(value, str) else serde.dumps_text(value)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class _Exchange:
-    """One step's request and how its ending is reported, with nothing secret in any message."""
-
-    method: str
-    target: str
-    headers: Mapping[str, str]
-    """The step's own headers: their values may be secrets, so no message may contain them."""
-
-    @property
-    def where(self) -> str:
-        """The target without query or credentials (either may carry a secret)."""
-        try:
-            url = httpx.URL(self.target)
-        except httpx.InvalidURL:
-            return "(invalid url)"
-        return str(url.copy_with(query=None, fragment=None, userinfo=b""))
-
-    def scrub(self, text: str) -> str:
-        """``text`` (from the server) without the step's header values, in case it echoes them.
-
-        Values under 4 characters are left alone: they are no secret, and replacing every "1"
-        would garble the message."""
-        for value in self.headers.values():
-            if len(value) >= 4:
-                text = text.replace(value, "***")
-        return text
-
-    async def send(
-        self, client: httpx.AsyncClient, request: httpx.Request, follow: bool, limit: int
-    ) -> tuple[httpx.Response, bytes]:
-        """The final response and its body, following redirects (each hop guarded) if asked."""
-        first = request.url
-        for _ in range(MAX_REDIRECTS + 1):
-            try:
-                response = await client.send(request, stream=True)
-            except httpx.RequestError as error:
-                raise self._request_failed(error) from None
-            try:
-                if not follow or response.next_request is None:
-                    return response, await self._read(response, limit)
-                request = self._next_hop(response.next_request, first)
-            finally:
-                await response.aclose()
-        raise NonRetryable(f"more than {MAX_REDIRECTS} redirects", code="too_many_redirects")
-
-    def _next_hop(self, request: httpx.Request, first: httpx.URL) -> httpx.Request:
-        url = request.url
-        if (url.scheme, url.host, url.port) != (first.scheme, first.host, first.port):
-            # The step's headers were meant for its own origin and may carry credentials.
-            for name in self.headers:
-                request.headers.pop(name, None)
-        return request
-
-    async def _read(self, response: httpx.Response, limit: int) -> bytes:
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise self._too_large(limit)
-        content = bytearray()
-        try:
-            async for chunk in response.aiter_bytes():
-                content += chunk
-                if len(content) > limit:
-                    raise self._too_large(limit)
-        except httpx.RequestError as error:
-            raise self._request_failed(error) from None
-        return bytes(content)
-
-    def _too_large(self, limit: int) -> NonRetryable:
-        return NonRetryable(
-            f"{self.method} {self.where}: the response is larger than {limit} bytes "
-            "(raise max_response_bytes if this is expected)",
-            code="response_too_large",
-        )
-
-    def _request_failed(self, error: httpx.RequestError) -> StepError:
-        kind = type(error).__name__
-        if isinstance(error, httpx.TimeoutException):
-            return _retry(f"{self.method} {self.where} timed out ({kind})", code="http_timeout")
-        if isinstance(error, httpx.LocalProtocolError | httpx.UnsupportedProtocol):
-            # h11 quotes the offending header value in its message: say less.
-            return NonRetryable(
-                f"{self.method} {self.where} could not be sent ({kind}): check the method, "
-                "url and header names and values",
-                code="bad_request",
-            )
-        detail = self.scrub(str(error)) or kind
-        return _retry(f"{self.method} {self.where} failed: {detail}", code="http_network_error")
-
-    def outcome(self, response: httpx.Response, content: bytes, now: datetime) -> dict[str, JSON]:
-        """The step's output for a 2xx response; raises how any other status fails the step."""
-        status = response.status_code
-        if 200 <= status < 300:
-            kept: dict[str, JSON] = {
-                name: response.headers[name]
-                for name in RETURNED_HEADERS
-                if name in response.headers
-            }
-            return {"status": status, "headers": kept, "body": _body(response, content)}
-        message = f"{self.method} {self.where} answered {status} {response.reason_phrase}"
-        if excerpt := self.scrub(_excerpt(content)):
-            message += f": {excerpt}"
-        if status in (408, 429) or status >= 500:
-            delay = retry_after(response.headers.get("retry-after"), now)
-            raise _retry(message, code=f"http_{status}", delay=delay, status=status)
-        details: dict[str, object] = {"status": status}
-        if 300 <= status < 400 and "location" in response.headers:
-            details["location"] = response.headers["location"]
-        raise NonRetryable(message, code=f"http_{status}", details=details)
-
-
-def _retry(message: str, *, code: str, delay: float | None = None, status: int = 0) -> Retry:
-    retry = Retry(message, code=code, delay=delay)
-    if status:  # Retry takes no details argument; it has the attribute all the same
-        retry.details = {"status": status}
-    return retry
-
-
-def retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds a ``Retry-After`` value (seconds or an HTTP date) asks for, capped; None if absent
-    or unreadable."""
-    if value is None or not (value := value.strip()):
-        return None
-    if re.fullmatch(r"\d+(\.\d+)?", value):
-        seconds = float(value)
-    else:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        when = when if when.tzinfo else when.replace(tzinfo=UTC)
-        seconds = (when - now).total_seconds()
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
-
-
-def _body(response: httpx.Response, content: bytes) -> JSON:
-    media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type == "application/json" or media_type.endswith("+json"):
-        if not content.strip():
-            return None
-        try:
-            parsed: JSON = serde.loads(content)
-        except ValueError:
-            pass  # a server that says JSON and sends something else: keep its text
-        else:
-            return parsed
-    return content.decode(response.encoding or "utf-8", errors="replace")
-
-
-def _excerpt(content: bytes) -> str:
-    text = " ".join(content[: EXCERPT_CHARS * 4].decode("utf-8", errors="replace").split())
-    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"

@@ -4,6 +4,11 @@ A host is resolved once, every address that is not public is refused unless allo
 the socket is opened to exactly an address that was checked. The name is never looked up again,
 so a DNS answer that changes between check and connect (rebinding) cannot slip a private address
 in; TLS still verifies the certificate for the host name.
+
+Odd spellings of an address (``2130706433``, ``0x7f.1``, ``127.1``, ``[::ffff:7f00:1]``) need no
+parser of our own: the host goes to the system's ``getaddrinfo``, which reads numeric hosts the
+way ``inet_aton`` does, and the guard checks and connects to the address it returned, so the
+address checked is the address the socket would have gone to.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import httpx
 
 from overture.errors import NonRetryable
 
-ALLOW_ENV = "OVERTURE_HTTP_ALLOW"
+ALLOW_ENV = "OVERTURE_HTTP_ALLOWED_NETWORKS"
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -46,14 +51,22 @@ def allow_entry(entry: str) -> IPNetwork | str:
 
 
 def is_public(address: IPAddress) -> bool:
-    """Whether ``address`` is on the public internet: not loopback, private, link-local (such as
-    the cloud metadata service 169.254.169.254), multicast, reserved or unspecified, and not an
-    IPv6 address that embeds such an IPv4 address (mapped ``::ffff:a.b.c.d``, NAT64, 6to4)."""
+    """Whether ``address`` is on the public internet: not loopback, private, carrier-grade NAT,
+    link-local (such as the cloud metadata service 169.254.169.254), site-local, multicast,
+    reserved or unspecified.
+
+    An IPv6 address that carries an IPv4 address is judged by it: mapped (``::ffff:a.b.c.d``, the
+    socket goes to the IPv4 address) and NAT64 (``64:ff9b::a.b.c.d``, the gateway goes there),
+    and a 6to4 address (``2002:AABB:CCDD::``) whose IPv4 address is not public is refused. The
+    local-use NAT64 prefix ``64:ff9b:1::/48`` puts the IPv4 address where each network chooses,
+    so it is refused whole."""
     if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:  # the socket goes to the IPv4 address
-            return is_public(address.ipv4_mapped)
-        embedded = address.sixtofour or _nat64(address)
-        if embedded is not None and not is_public(embedded):
+        embedded = address.ipv4_mapped or _nat64(address)
+        if embedded is not None:
+            return is_public(embedded)
+        if address in LOCAL_NAT64 or address.is_site_local:
+            return False
+        if address.sixtofour is not None and not is_public(address.sixtofour):
             return False
     return address.is_global and not (
         address.is_private
@@ -66,6 +79,9 @@ def is_public(address: IPAddress) -> bool:
 
 
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+"""RFC 6052's well-known prefix: the last 32 bits are the IPv4 address."""
+LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+"""RFC 8215's local-use prefix: where the IPv4 address sits depends on the network."""
 
 
 def _nat64(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from overture.handlers.builtin import BuiltinRegistry, builtin_registry
 from overture.handlers.http import HttpSettings
 from overture.handlers.registry import HandlerRegistry, load_registry
+from overture.handlers.shell import ShellSettings
 from overture.settings import Settings, SettingsInvalid
 
 
@@ -23,13 +24,18 @@ class ProcessHandlers:
 
 def process_handlers(settings: Settings, *, option: str = "--app") -> ProcessHandlers:
     """``settings.app``'s registry (``MODULE:ATTR``) with the built-in handlers added; the
-    ``http`` handler configured by ``http_base_url`` and ``http_allow``. ``option`` names the
-    flag that gave ``app``, for the error when it cannot be loaded."""
+    ``http`` handler configured by ``http_base_url`` and ``http_allowed_networks``, ``shell``
+    running commands only with ``enable_shell``. ``option`` names the flag that gave ``app``,
+    for the error when it cannot be loaded."""
     try:
-        http = HttpSettings(base_url=settings.http_base_url, allow=settings.http_allow)
+        http = HttpSettings(
+            base_url=settings.http_base_url,
+            allow=settings.http_allowed_networks,
+            max_response_bytes=settings.http_max_response_bytes,
+        )
     except ValueError as error:
         raise SettingsInvalid(f"http settings: {error}") from None
-    builtin = builtin_registry(http)
+    builtin = builtin_registry(http, shell=ShellSettings(enabled=settings.enable_shell))
     if settings.app is None:
         return ProcessHandlers(builtin, builtin)
     try:
