@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import httpx
 from tests.api.helpers import GATED, Gate, Json, Message, Tenant, problem, sse_messages
@@ -134,3 +135,166 @@ def test_the_stream_carries_no_cache_headers(tenant: Tenant) -> None:
     assert response.status_code == 200
     assert response.headers["cache-control"] == "no-cache"
     assert response.text.startswith("retry: ")
+
+
+# --- log lines in the stream (?logs=true) ----------------------------------------------------
+
+TALKING_GATE = """\
+name: talking_gate
+steps:
+  - id: before
+    uses: chatty
+    with: {lines: 2}
+  - id: wait
+    uses: gate
+    depends_on: [before]
+    with: {path: "${input.gate}"}
+  - id: after
+    uses: chatty
+    depends_on: [wait]
+    with: {lines: 3}
+"""
+
+
+@dataclass(frozen=True)
+class Named:
+    """A message with its SSE event name (``message`` unless the server named it)."""
+
+    name: str
+    id: str
+    item: Json
+
+
+def named_messages(response: httpx.Response) -> Iterator[Named]:
+    name, last_id, data = "message", "", []
+    for line in response.iter_lines():
+        if line == "":
+            if data:
+                yield Named(name, last_id, json.loads("\n".join(data)))
+            name, data = "message", []
+        elif not line.startswith(":"):
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "event":
+                name = value
+            elif field == "id":
+                last_id = value
+            elif field == "data":
+                data.append(value)
+
+
+@contextmanager
+def log_stream(
+    tenant: Tenant, run_id: str, last_event_id: str | None = None
+) -> Iterator[Iterator[Named]]:
+    headers = {} if last_event_id is None else {"Last-Event-ID": last_event_id}
+    with tenant.http.stream(
+        "GET", f"/v1/runs/{run_id}/stream", params={"logs": "true"}, headers=headers
+    ) as response:
+        assert response.status_code == 200, response.read()
+        yield named_messages(response)
+
+
+def start_talking(tenant: Tenant) -> tuple[Json, Gate]:
+    tenant.register(TALKING_GATE)
+    gate = tenant.api.gate()
+    return tenant.start("talking_gate", {"gate": str(gate.path)}), gate
+
+
+def is_gate_start(message: Named) -> bool:
+    item = message.item
+    return item.get("type") == "StepStarted" and item.get("step_id") == "wait"
+
+
+def assert_events_and_lines(tenant: Tenant, run_id: str, received: list[Named]) -> None:
+    """Every event and every line once, in order, each line before its step's success, and
+    ids that carry both cursors."""
+    events = [m.item for m in received if m.name == "message"]
+    lines = [m.item for m in received if m.name == "log"]
+    assert events == tenant.events(run_id)
+    assert lines == tenant.http.get(f"/v1/runs/{run_id}/logs").json()["items"]
+    assert [line["message"] for line in lines] == ["line 1", "line 2", "line 1", "line 2", "line 3"]
+    cursors = [tuple(map(int, m.id.split(":"))) for m in received]
+    assert cursors == sorted(cursors) and len(set(cursors)) == len(cursors)
+    for message, (seq, line) in zip(received, cursors, strict=True):
+        assert (seq if message.name == "message" else line) == message.item.get(
+            "seq", message.item.get("id")
+        )
+    for step in ("before", "after"):
+        done = next(
+            i
+            for i, m in enumerate(received)
+            if m.item.get("type") == "StepSucceeded" and m.item["step_id"] == step
+        )
+        theirs = [
+            i for i, m in enumerate(received) if m.name == "log" and m.item["step_id"] == step
+        ]
+        assert theirs and max(theirs) < done
+
+
+def test_with_logs_lines_come_interleaved_and_a_resume_misses_and_repeats_nothing(
+    tenant: Tenant,
+) -> None:
+    run, gate = start_talking(tenant)
+    received: list[Named] = []
+    with log_stream(tenant, run["id"]) as messages:
+        for message in messages:
+            received.append(message)
+            if is_gate_start(message):
+                break
+    assert any(m.name == "log" for m in received)  # the first step's lines came live
+    with log_stream(tenant, run["id"], received[-1].id) as messages:
+        gate.open()
+        received += list(messages)
+    assert_events_and_lines(tenant, run["id"], received)
+
+    with log_stream(tenant, run["id"], received[-1].id) as messages:
+        assert list(messages) == []
+
+
+def test_with_logs_resuming_after_every_single_message_still_yields_everything(
+    tenant: Tenant,
+) -> None:
+    run, gate = start_talking(tenant)
+    received: list[Named] = []
+    while True:
+        with log_stream(tenant, run["id"], received[-1].id if received else None) as messages:
+            message = next(messages, None)
+        if message is None:
+            break
+        received.append(message)
+        if is_gate_start(message):
+            gate.open()
+    assert_events_and_lines(tenant, run["id"], received)
+
+
+def test_a_plain_seq_resumes_the_events_and_sends_every_line(tenant: Tenant) -> None:
+    run, gate = start_talking(tenant)
+    gate.open()
+    tenant.wait(run["id"])
+    history = tenant.events(run["id"])
+    with log_stream(tenant, run["id"], str(len(history) - 1)) as messages:
+        received = list(messages)
+    assert [m.item for m in received if m.name == "message"] == history[-1:]
+    assert len([m for m in received if m.name == "log"]) == 5
+
+
+def test_without_logs_the_stream_is_events_only_whatever_the_last_event_id(
+    tenant: Tenant,
+) -> None:
+    run, gate = start_talking(tenant)
+    gate.open()
+    tenant.wait(run["id"])
+    with stream(tenant, run["id"]) as messages:
+        assert rest(messages) == tenant.events(run["id"])
+    with stream(tenant, run["id"], "3:2") as messages:  # a cursor from a stream with logs
+        assert rest(messages) == tenant.events(run["id"])[3:]
+
+
+def test_a_bad_cursor_is_refused(tenant: Tenant) -> None:
+    run, gate = start_talking(tenant)
+    gate.open()
+    path = f"/v1/runs/{run['id']}/stream"
+    for bad in ("1:", ":1", "1:x", "1:2:3", f"1:{2**63}"):
+        refused = tenant.http.get(path, params={"logs": "true"}, headers={"Last-Event-ID": bad})
+        problem(refused, 400, "bad_last_event_id")

@@ -314,8 +314,9 @@ def test_runs_logs_prints_what_the_steps_logged(cli: Cli) -> None:
     flow = "name: talk\nsteps:\n  - {id: say, uses: chatty, with: {lines: 3}}\n"
     assert cli("run", cli.file("talk.yml", flow)).returncode == 0
     (run,) = cli.json("runs", "ls", "--workflow", "talk")["items"]
-    logged = cli.ok("runs", "logs", run["id"])
-    assert [line.split(" INFO    ")[1] for line in logged.splitlines()] == [
+    heading, *logged = cli.ok("runs", "logs", run["id"]).splitlines()
+    assert heading.startswith("say #1 · succeeded · worker ")
+    assert [line.split(" INFO    ")[1] for line in logged] == [
         'line 1 {"n":1}',
         'line 2 {"n":2}',
         'line 3 {"n":3}',

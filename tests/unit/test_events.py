@@ -48,6 +48,13 @@ SAMPLES: list[ev.Event] = [
     ev.RunFailed(at=EPOCH, error=ERROR, failed_step="c"),
     ev.RunCancelled(at=EPOCH, reason="user"),
     ev.RunRetried(at=EPOCH, steps=("a", "b")),
+    # Fields added later, set.
+    ev.RunStarted(
+        at=EPOCH, run_id="c", workflow="w", version=1, input={}, parent_run_id="p", parent_step="s"
+    ),
+    ev.StepStarted(at=EPOCH, step_id="s", attempt=1, child_run_id="c"),
+    ev.StepSucceeded(at=EPOCH, step_id="w", attempt=1, output={"payload": 1}, signal=0),
+    ev.StepFailed(at=EPOCH, step_id="w", attempt=1, error=ERROR, signal=3),
 ]
 
 
@@ -71,3 +78,11 @@ def test_events_are_frozen(event: ev.Event) -> None:
 def test_unknown_event_type_is_refused() -> None:
     with pytest.raises(KeyError):
         ev.from_data({"type": "Nope", "at": EPOCH.isoformat()})
+
+
+def test_fields_added_later_are_written_only_when_set() -> None:
+    """Histories of runs without child runs or signals stay as they were stored before."""
+    data = ev.to_data(ev.StepSucceeded(at=EPOCH, step_id="s", attempt=1, output=None))
+    assert set(data) == {"type", "at", "step_id", "attempt", "output", "compensation"}
+    old = {"type": "StepStarted", "at": EPOCH.isoformat(), "step_id": "s", "attempt": 1}
+    assert ev.from_data(old) == ev.StepStarted(at=EPOCH, step_id="s", attempt=1)

@@ -7,9 +7,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 from overture.api import trigger_views, views
+from overture.api.schemas import MAX_LIST
+from overture.core.attempts import attempts, lines_by_attempt
 from overture.core.state import RunStatus
 from overture.store.base import Store
-from overture.store.records import RunRecord, StartRun
+from overture.store.records import LogRecord, RunRecord, StartRun
 
 
 async def run_detail(store: Store, run_id: str, tenant: str) -> dict[str, Any]:
@@ -18,6 +20,31 @@ async def run_detail(store: Store, run_id: str, tenant: str) -> dict[str, Any]:
     state = await store.run_state(run_id, tenant=tenant)
     workflow = await store.get_workflow(record.workflow, record.version, tenant=tenant)
     return views.run_detail(record, state, workflow.workflow)
+
+
+async def run_attempts(
+    store: Store, run_id: str, tenant: str, *, logs: bool = True
+) -> dict[str, Any]:
+    """Every attempt of the run's steps with the lines each logged (``logs``), as
+    ``GET /v1/runs/{id}/attempts`` answers."""
+    # The history first: a line read after it may belong to an attempt it shows running, but
+    # never to one it has not seen.
+    history = await store.events(run_id, tenant=tenant)
+    found = attempts(e.event for e in history)
+    lines = await every_line(store, run_id, tenant) if logs else []
+    each = lines_by_attempt(found, lines)
+    return {"items": [views.attempt(a, mine) for a, mine in zip(found, each, strict=True)]}
+
+
+async def every_line(store: Store, run_id: str, tenant: str) -> list[LogRecord]:
+    """Every line the run's handlers logged, read a page at a time."""
+    lines: list[LogRecord] = []
+    while True:
+        after = lines[-1].id if lines else 0
+        page = await store.logs(run_id, tenant=tenant, after=after, limit=MAX_LIST)
+        lines += page
+        if len(page) < MAX_LIST:
+            return lines
 
 
 async def run_page(

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
 
 from overture.api.payloads import AnyPayload, Payload, storable
+from overture.core.attempts import AttemptStatus, Requeued
 from overture.core.state import RunStatus, StepStatus
 
 MAX_LIST = 1000
@@ -92,6 +93,9 @@ class StepOut(BaseModel):
     scheduled_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    child_run_id: str | None = Field(
+        None, description="A workflow step: the child run it started and waits for."
+    )
 
 
 class RunOut(BaseModel):
@@ -117,6 +121,9 @@ class RunDetailOut(RunOut):
     steps: list[StepOut] = Field(description="Every step of the workflow, in definition order.")
     compensations: list[StepOut] = Field(default_factory=list)
     failed_step: str | None = None
+    parent_step: str | None = Field(
+        None, description="A child run: the step of parent_run_id that waits for it."
+    )
 
 
 class RunPage(BaseModel):
@@ -316,3 +323,29 @@ class WebhookSourceOut(BaseModel):
 
 class WebhookSourceList(BaseModel):
     items: list[WebhookSourceOut]
+
+
+# --- attempts ----------------------------------------------------------------------------------
+class AttemptOut(BaseModel):
+    step_id: str
+    attempt: int = Field(description="The number the handler saw; a crash or release reruns it.")
+    compensation: bool
+    status: AttemptStatus = Field(
+        description="expired: its worker stopped heartbeating; released: given back on shutdown."
+    )
+    queued_after: Requeued | None = Field(
+        description="Why it was queued again (None: the step's first attempt)."
+    )
+    worker_id: str | None = None
+    scheduled_at: datetime
+    run_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration: float | None = Field(None, description="Seconds from its start to its end.")
+    status_code: int | None = Field(None, description="The HTTP status its response had.")
+    error: ErrorOut | None = None
+    logs: list[LogOut] = Field(description="The lines it logged, in order.")
+
+
+class AttemptList(BaseModel):
+    items: list[AttemptOut] = Field(description="Every attempt, in the order they were queued.")

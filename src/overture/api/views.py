@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from overture import serde
 from overture.core import events as ev
+from overture.core.attempts import Attempt
 from overture.core.events import ErrorInfo
 from overture.core.model import Workflow
 from overture.core.state import RunState, StepState
@@ -75,6 +76,7 @@ def step(state: StepState) -> dict[str, Any]:
         "scheduled_at": state.scheduled_at,
         "started_at": state.started_at,
         "finished_at": state.finished_at,
+        "child_run_id": state.child_run_id,
     }
 
 
@@ -85,6 +87,7 @@ def run_detail(record: RunRecord, state: RunState, workflow: Workflow) -> dict[s
         "steps": [step(state.step(s.id)) for s in workflow.steps],
         "compensations": [step(s) for s in compensations],
         "failed_step": state.failed_step,
+        "parent_step": state.parent_step,
     }
 
 
@@ -188,6 +191,26 @@ def log(line: LogRecord) -> dict[str, Any]:
         "level": line.level,
         "message": line.message,
         "fields": line.fields,
+    }
+
+
+def attempt(found: Attempt, lines: Iterable[LogRecord] = ()) -> dict[str, Any]:
+    """An attempt of a step, with the lines it logged."""
+    return {
+        "step_id": found.step_id,
+        "attempt": found.attempt,
+        "compensation": found.compensation,
+        "status": found.status,
+        "queued_after": found.queued_after,
+        "worker_id": found.worker_id,
+        "scheduled_at": found.scheduled_at,
+        "run_at": found.run_at,
+        "started_at": found.started_at,
+        "finished_at": found.finished_at,
+        "duration": found.duration,
+        "status_code": found.status_code,
+        "error": error(found.error),
+        "logs": [log(line) for line in lines],
     }
 
 

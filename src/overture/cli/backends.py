@@ -60,6 +60,8 @@ class Backend(Protocol):
         self, run_id: str, *, after: int = 0, limit: int | None = None
     ) -> dict[str, Any]: ...
 
+    async def attempts(self, run_id: str, *, logs: bool = True) -> dict[str, Any]: ...
+
     def stream(self, run_id: str, *, after: int = 0) -> AsyncIterator[dict[str, Any]]: ...
 
     async def cancel(self, run_id: str, *, reason: str | None = None) -> dict[str, Any]: ...
@@ -67,6 +69,8 @@ class Backend(Protocol):
     async def retry(self, run_id: str, *, steps: Sequence[str] | None = None) -> dict[str, Any]: ...
 
     async def replay(self, run_id: str) -> dict[str, Any]: ...
+
+    async def signal(self, run_id: str, name: str, payload: Any = None) -> dict[str, Any]: ...
 
     async def dead_letters(self, *, include_requeued: bool = False) -> dict[str, Any]: ...
 
@@ -130,6 +134,9 @@ class DatabaseBackend:
         last = found[-1].id if found else None
         return as_http_json(views.page_after([views.log(line) for line in found], last, limit))
 
+    async def attempts(self, run_id: str, *, logs: bool = True) -> dict[str, Any]:
+        return as_http_json(await runs.run_attempts(self.store, run_id, self.tenant, logs=logs))
+
     async def stream(self, run_id: str, *, after: int = 0) -> AsyncIterator[dict[str, Any]]:
         """The run's events after ``after`` as they are stored, until it has finished."""
         pause = FIRST_PAUSE
@@ -158,6 +165,10 @@ class DatabaseBackend:
 
     async def replay(self, run_id: str) -> dict[str, Any]:
         return as_http_json(views.run(await runs.replay(self.store, run_id, self.tenant)))
+
+    async def signal(self, run_id: str, name: str, payload: Any = None) -> dict[str, Any]:
+        stored = await self.store.signal_run(run_id, name, payload, tenant=self.tenant)
+        return {"run_id": run_id, "seq": stored.seq, "name": name}
 
     async def dead_letters(self, *, include_requeued: bool = False) -> dict[str, Any]:
         found = await self.store.dead_letters(tenant=self.tenant, include_requeued=include_requeued)

@@ -7,12 +7,14 @@ with ``--json``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, get_args
 
 import click
 from rich.text import Text
 
 from overture import serde
+from overture.cli.attempts import attempts_table, print_attempt_logs, print_table
 from overture.cli.backends import Backend, Target, backend_options, every_item, with_backend
 from overture.cli.common import (
     database_url_option,
@@ -23,6 +25,7 @@ from overture.cli.common import (
 )
 from overture.cli.console import console, headed_table, status_text, time_text
 from overture.cli.progress import ProgressPrinter, steps_of, summary, watch
+from overture.core.builtin_steps import APPROVAL
 from overture.core.state import RunState, RunStatus, fold
 from overture.store.base import Store
 from overture.store.records import RunRecord, StoredEvent
@@ -33,7 +36,7 @@ RUN_STATUSES: tuple[str, ...] = (*get_args(RunStatus), "scheduled")
 
 @click.group()
 def runs() -> None:
-    """List, follow, inspect, cancel, retry and replay runs.
+    """List, follow, inspect, signal, cancel, retry and replay runs.
 
     With --url (or OVERTURE_URL) they ask that Overture server, as the tenant of --api-key;
     otherwise they open the database at --database-url directly.
@@ -104,8 +107,11 @@ def show_run(target: Target, run_id: str, as_json: bool) -> None:
             str(s["attempt"]),
             time_text(s["started_at"]),
             time_text(s["finished_at"]),
-            s["reason"] or (s["error"] or {}).get("message", ""),
+            _step_detail(s),
         )
+    if run.get("parent_run_id"):
+        step = f" (step {run['parent_step']})" if run.get("parent_step") else ""
+        out.print(f"parent run {run['parent_run_id']}{step}")
     out.print(table)
     if run["output"] is not None:
         out.print("output: " + serde.dumps_text(run["output"]))
@@ -156,18 +162,28 @@ def run_events(target: Target, run_id: str, after: int, as_json: bool) -> None:
 @reports_errors
 @backend_options
 def run_logs(target: Target, run_id: str, after: int, as_json: bool) -> None:
-    """What a run's steps logged, in order (with --json, one line's JSON per line)."""
-    found = with_backend(target, lambda b: every_item(b.logs, run_id, after))
-    for line in found:
-        if as_json:
+    """What a run's steps logged, attempt by attempt (with --json, one line's JSON per line)."""
+    if as_json:
+        for line in with_backend(target, lambda b: every_item(b.logs, run_id, after)):
             click.echo(serde.dumps_text(line))
-            continue
-        step = f"undo {line['step_id']}" if line["compensation"] else line["step_id"]
-        fields = f" {serde.dumps_text(line['fields'])}" if line["fields"] else ""
-        click.echo(
-            f"{time_text(line['at'])} {step} #{line['attempt']} "
-            f"{line['level'].upper():<7} {line['message']}{fields}"
-        )
+        return
+    found = with_backend(target, lambda b: b.attempts(run_id))
+    print_attempt_logs(console(), found["items"], after)
+
+
+@runs.command("attempts")
+@click.argument("run_id")
+@json_option
+@reports_errors
+@backend_options
+def run_attempts(target: Target, run_id: str, as_json: bool) -> None:
+    """Every attempt of a run's steps: worker, status, duration, HTTP status, error (with
+    --json, the API's answer, each attempt with its log lines)."""
+    found = with_backend(target, lambda b: b.attempts(run_id, logs=as_json))
+    if as_json:
+        click.echo(serde.dumps_text(found))
+        return
+    print_table(console(), attempts_table(found["items"]))
 
 
 @runs.command("cancel")
@@ -199,6 +215,71 @@ def retry_run(target: Target, run_id: str, as_json: bool) -> None:
 def replay_run(target: Target, run_id: str, as_json: bool) -> None:
     """Start a new run of the same workflow version with the same input; print its id."""
     _print_run(with_backend(target, lambda b: b.replay(run_id)), as_json)
+
+
+@runs.command("signal")
+@click.argument("run_id")
+@click.argument("name")
+@click.option(
+    "--payload",
+    metavar="JSON|@FILE",
+    help="The signal's data: JSON text, or @ and a file holding JSON.",
+)
+@json_option
+@reports_errors
+@backend_options
+def signal_run(target: Target, run_id: str, name: str, payload: str | None, as_json: bool) -> None:
+    """Send a run the signal NAME (a `wait` step waiting for NAME resumes)."""
+    data = None if payload is None else _payload(payload)
+    _print_signal(with_backend(target, lambda b: b.signal(run_id, name, data)), as_json)
+
+
+@runs.command("approve")
+@click.argument("run_id")
+@click.option("--name", default=APPROVAL, show_default=True, help="The signal the wait expects.")
+@click.option("--reject", is_flag=True, help="Refuse instead: the waiting step fails.")
+@click.option("--comment", help="Why; kept in the signal (and in the error when refused).")
+@json_option
+@reports_errors
+@backend_options
+def approve_run(
+    target: Target, run_id: str, name: str, reject: bool, comment: str | None, as_json: bool
+) -> None:
+    """Approve (or --reject) a run waiting in a `wait` step with `approval: true`."""
+    data: dict[str, Any] = {"approved": not reject}
+    if comment is not None:
+        data["comment"] = comment
+    _print_signal(with_backend(target, lambda b: b.signal(run_id, name, data)), as_json)
+
+
+def _payload(text: str) -> Any:
+    """``--payload``: JSON text, or ``@FILE`` holding JSON."""
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as error:
+            raise click.BadParameter(
+                f"cannot read {text[1:]!r}: {error}", param_hint="--payload"
+            ) from None
+    try:
+        return serde.loads(text)
+    except ValueError as error:
+        raise click.BadParameter(f"not JSON: {error}", param_hint="--payload") from None
+
+
+def _print_signal(sent: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(serde.dumps_text(sent))
+    else:
+        name, run_id, seq = sent["name"], sent["run_id"], sent["seq"]
+        console().print(f"signal {name!r} sent to run {run_id} (event {seq})")
+
+
+def _step_detail(step: dict[str, Any]) -> str:
+    """Why a step is as it is, and the child run of a workflow step."""
+    why = step["reason"] or (step["error"] or {}).get("message", "")
+    child = step.get("child_run_id")
+    return "; ".join(p for p in (why, child and f"child run {child}") if p)
 
 
 @runs.command("replay-check")

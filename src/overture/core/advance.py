@@ -10,11 +10,12 @@ call it, so SQLite and PostgreSQL runs move through exactly the same states.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from overture.core import commands as cmd
 from overture.core import events as ev
+from overture.core.builtin_steps import NEVER, WORKFLOW
 from overture.core.decide import SKIPPED_BY_DEPENDENCY, decide
 from overture.core.model import Workflow
 from overture.core.state import RunState, StepState, apply
@@ -38,6 +39,10 @@ class Transition:
     """Steps whose queued or running attempt must end (cancelled, or failed by the engine)."""
     dead: list[tuple[StepKey, StepState]]
     """Steps that failed in this transition and will not be retried: the dead-letter queue."""
+    children: list[cmd.Job] = field(default_factory=list)
+    """Attempts of ``workflow`` steps: the store starts a child run for each (no job)."""
+    orphans: list[tuple[str, str]] = field(default_factory=list)
+    """``(child run id, why)`` of the child runs whose step this transition stopped."""
 
 
 def advance(
@@ -55,23 +60,53 @@ def advance(
     if state is None:
         raise ValueError("advance needs a run state or a RunStarted event")
     schedule: list[cmd.Job] = []
+    children: list[cmd.Job] = []
     stop: list[StepKey] = []
+    orphans: list[tuple[str, str]] = []
     if decide_next:
         for command in decide(workflow, state, now):
             event = cmd.to_event(command, now)
             events.append(event)
+            if orphan := _orphan(state, command):
+                orphans.append(orphan)
             state = apply(state, event)
             match command:
                 case cmd.ScheduleStep(job=job) | cmd.RetryStep(job=job):
-                    schedule.append(job)
+                    if job.uses == WORKFLOW and not job.compensation:
+                        children.append(job)
+                    elif job.run_at < NEVER:  # a wait without a timeout has no timer
+                        schedule.append(job)
                 case (
                     cmd.CancelStep(step_id=step_id, compensation=compensation)
                     | cmd.FailStep(step_id=step_id, compensation=compensation)
                 ):
                     stop.append((step_id, compensation))
+                case cmd.CompleteStep(step_id=step_id):
+                    stop.append((step_id, False))
     return Transition(
-        state=state, events=events, schedule=schedule, stop=stop, dead=_dead(state, events)
+        state=state,
+        events=events,
+        schedule=schedule,
+        stop=stop,
+        dead=_dead(state, events),
+        children=children,
+        orphans=orphans,
     )
+
+
+def _orphan(state: RunState, command: cmd.Command) -> tuple[str, str] | None:
+    """The child run a command that stops a running ``workflow`` step leaves without a parent."""
+    match command:
+        case cmd.CancelStep(step_id=step_id, reason=why, compensation=False):
+            pass
+        case cmd.FailStep(step_id=step_id, error=error, compensation=False):
+            why = error.message
+        case _:
+            return None
+    s = state.steps.get(step_id)
+    if s is None or s.status != "running" or s.child_run_id is None:
+        return None
+    return s.child_run_id, f"parent run {state.run_id} stopped step {step_id!r}: {why}"
 
 
 def _dead(state: RunState, events: list[ev.Event]) -> list[tuple[StepKey, StepState]]:

@@ -8,6 +8,7 @@ from typing import Literal, TypeAlias
 
 from overture.core import events as ev
 from overture.core.events import ErrorInfo
+from overture.core.gates import NO_GATES, Gates
 from overture.serde import JSON
 
 
@@ -24,6 +25,8 @@ class Job:
     priority: int
     timeout: float | None
     compensation: bool = False
+    gates: Gates = NO_GATES
+    """Flow controls the claim must respect (compensations have none: they must run)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -56,6 +59,21 @@ class FailStep:
     attempt: int
     error: ErrorInfo
     compensation: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CompleteStep:
+    """End a queued attempt without running it: a ``wait`` step reached by a signal.
+
+    It succeeds with ``output``, or fails with ``error`` (an approval refused); ``signal`` is
+    the index of the signal it consumed. Its queued job is dropped.
+    """
+
+    step_id: str
+    attempt: int
+    output: JSON = None
+    error: ErrorInfo | None = None
+    signal: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -101,6 +119,7 @@ Command: TypeAlias = (
     | RetryStep
     | SkipStep
     | FailStep
+    | CompleteStep
     | CancelStep
     | StartCompensation
     | CompleteCompensation
@@ -137,6 +156,14 @@ def to_event(command: Command, now: datetime) -> ev.Event:
         case FailStep(step_id=step_id, attempt=attempt, error=error, compensation=comp):
             return ev.StepFailed(
                 at=now, step_id=step_id, attempt=attempt, error=error, compensation=comp
+            )
+        case CompleteStep(step_id=step_id, attempt=attempt, error=error, signal=signal):
+            if error is not None:
+                return ev.StepFailed(
+                    at=now, step_id=step_id, attempt=attempt, error=error, signal=signal
+                )
+            return ev.StepSucceeded(
+                at=now, step_id=step_id, attempt=attempt, output=command.output, signal=signal
             )
         case CancelStep(step_id=step_id, reason=reason, compensation=comp):
             return ev.StepCancelled(at=now, step_id=step_id, reason=reason, compensation=comp)

@@ -10,7 +10,8 @@ Rules, in the order they are applied:
 2. A compensating run undoes its succeeded steps one at a time, in reverse completion order; a
    compensation action is retried like a step; one that fails for good is reported and the rest
    still run. All succeeded: ``compensated``; otherwise: ``failed``.
-3. A running attempt past its ``timeout`` fails with code ``timeout`` (retryable).
+3. A running attempt past its ``timeout`` fails with code ``timeout`` (retryable). A queued
+   ``wait`` step that a signal it waits for has reached ends without running (``builtin_steps``).
 4. A failed step is retried while its policy allows (exponential backoff with jitter, or the
    handler's ``Retry(delay)``); a step whose worker died is re-delivered within its crash budget,
    then fails with ``crash_budget_exhausted``.
@@ -20,7 +21,8 @@ Rules, in the order they are applied:
 6. A pending step whose dependencies have all finished is, in declaration order:
    skipped if a dependency was skipped or cancelled (skipping propagates down the graph);
    skipped if its ``when`` condition is false; failed (not retried) if its condition or inputs
-   cannot be evaluated; otherwise scheduled with its inputs resolved. All such steps are
+   cannot be evaluated; otherwise scheduled with its inputs resolved (a ``sleep`` or ``wait``
+   step is due when its timer ends). All such steps are
    scheduled at once (fan-out); a step waits for every dependency (fan-in).
 7. When every step has succeeded or been skipped the run succeeds with ``output`` rendered, or,
    without ``output``, with the outputs of its sink steps keyed by step id.
@@ -33,9 +35,11 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from overture.core import commands as cmd
+from overture.core.builtin_steps import due_at, own_timeouts, resolve_waits
 from overture.core.commands import Command, Job
 from overture.core.conditions import Condition, evaluate, parse_condition
 from overture.core.events import ErrorInfo
+from overture.core.gates import NO_GATES, step_gates
 from overture.core.model import Compensation, Step, Workflow
 from overture.core.references import Scope
 from overture.core.retry import backoff
@@ -64,8 +68,10 @@ def _round(workflow: Workflow, state: RunState, now: datetime) -> list[Command]:
         return _cancel_active(state, f"run {state.status}")
     if state.status == "compensating":
         return _compensate(workflow, state, now)
-    if timeouts := _timeouts(workflow, state, now, compensation=False):
+    if timeouts := own_timeouts(workflow, _timeouts(workflow, state, now, compensation=False)):
         return timeouts
+    if resolved := resolve_waits(workflow, state):
+        return resolved
     failed = [s for s in state.steps.values() if s.status == "failed"]
     followups = {s.id: _after_failure(workflow, state, s, now, compensation=False) for s in failed}
     terminal = [s for s in failed if followups[s.id] is None]
@@ -200,6 +206,7 @@ def _schedule(
         if step.when is not None and not evaluate(_condition(step.when), scope):
             return cmd.SkipStep(step_id=step.id, reason=f"condition is false: {step.when}")
         data = render(step.inputs, scope)
+        flow = step_gates(workflow, step, scope, data)
     except TemplateError as error:
         failure = ErrorInfo(code=error.code, message=str(error), retryable=False)
         return cmd.FailStep(step_id=step.id, attempt=0, error=failure)
@@ -207,14 +214,21 @@ def _schedule(
         message = f"'with: {step.inputs}' gave {type(data).__name__}, not a mapping of inputs"
         failure = ErrorInfo(code="bad_input", message=message, retryable=False)
         return cmd.FailStep(step_id=step.id, attempt=0, error=failure)
+    try:
+        # Later than the step's start for the engine's own timers (sleep, wait).
+        run_at = due_at(step.uses, data, max(now, state.not_before or now))
+    except ValueError as error:
+        failure = ErrorInfo(code="bad_input", message=str(error), retryable=False)
+        return cmd.FailStep(step_id=step.id, attempt=0, error=failure)
     job = Job(
         step_id=step.id,
         attempt=1,
         uses=step.uses,
         input=data,
-        run_at=max(now, state.not_before or now),
+        run_at=run_at,
         priority=workflow.priority(step, state.priority),
         timeout=workflow.timeout(step),
+        gates=flow,
     )
     return cmd.ScheduleStep(job=job)
 
@@ -292,6 +306,12 @@ def _job(
 ) -> Job:
     step = workflow.step(s.id)
     spec = _spec(workflow, s.id, compensation)
+    flow = NO_GATES
+    if not compensation:
+        try:
+            flow = step_gates(workflow, step, _scope(state), s.input)
+        except TemplateError:
+            flow = NO_GATES  # rendered once already when first scheduled; the run moved on
     return Job(
         step_id=s.id,
         attempt=attempt,
@@ -301,6 +321,7 @@ def _job(
         priority=workflow.priority(step, state.priority),
         timeout=workflow.timeout(spec),
         compensation=compensation,
+        gates=flow,
     )
 
 

@@ -57,6 +57,8 @@ class RunStarted(Event):
     parent_run_id: str | None = None
     not_before: datetime | None = None
     """A delayed run: its first steps are queued to start at this time."""
+    parent_step: str | None = None
+    """A child run: the ``workflow`` step of ``parent_run_id`` that started it."""
 
 
 @_event
@@ -78,6 +80,8 @@ class StepStarted(Event):
     attempt: int
     worker_id: str | None = None
     compensation: bool = False
+    child_run_id: str | None = None
+    """A ``workflow`` step: the child run this attempt started (and waits for)."""
 
 
 @_event
@@ -95,6 +99,8 @@ class StepSucceeded(Event):
     attempt: int
     output: JSON
     compensation: bool = False
+    signal: int | None = None
+    """A ``wait`` step resolved by a signal: its index in the run's signals (now consumed)."""
 
 
 @_event
@@ -104,6 +110,8 @@ class StepFailed(Event):
     attempt: int
     error: ErrorInfo
     compensation: bool = False
+    signal: int | None = None
+    """A ``wait`` step failed by a signal (an approval refused): its index, now consumed."""
 
 
 @_event
@@ -262,8 +270,16 @@ def to_data(event: Event) -> dict[str, Any]:
     """The event as JSON data: ``{"type": ..., "at": ISO-8601, ...fields}``."""
     data: dict[str, Any] = {"type": event.type}
     for name in _FIELD_NAMES[event.type]:
-        data[name] = _encode(getattr(event, name))
+        value = getattr(event, name)
+        if value is None and name in _WRITTEN_WHEN_SET:
+            continue
+        data[name] = _encode(value)
     return data
+
+
+_WRITTEN_WHEN_SET = frozenset({"parent_step", "child_run_id", "signal"})
+"""Fields added after histories were first stored, written only when set: the events of runs
+that use no child runs or signals stay as they always were (and as small)."""
 
 
 def from_data(data: dict[str, Any]) -> Event:

@@ -55,6 +55,8 @@ class StepState:
     scheduled_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    child_run_id: str | None = None
+    """A ``workflow`` step: the child run of its current (or last started) attempt."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -70,6 +72,8 @@ class RunState:
     correlation_id: str | None = None
     idempotency_key: str | None = None
     parent_run_id: str | None = None
+    parent_step: str | None = None
+    """A child run: the step of ``parent_run_id`` that waits for it."""
     not_before: datetime | None = None
     """A delayed run's start time: no step is queued to start earlier."""
     status: RunStatus = "queued"
@@ -79,6 +83,8 @@ class RunState:
     compensation_plan: tuple[str, ...] = ()
     compensations: Mapping[str, StepState] = field(default_factory=lambda: MappingProxyType({}))
     signals: tuple[ev.SignalReceived, ...] = ()
+    signals_taken: frozenset[int] = frozenset()
+    """Indexes into ``signals`` of those a ``wait`` step consumed: each ends one step at most."""
     output: JSON = None
     error: ErrorInfo | None = None
     failed_step: str | None = None
@@ -125,6 +131,7 @@ def apply(state: RunState | None, event: ev.Event) -> RunState:
             correlation_id=event.correlation_id,
             idempotency_key=event.idempotency_key,
             parent_run_id=event.parent_run_id,
+            parent_step=event.parent_step,
             not_before=event.not_before,
             created_at=event.at,
             events=1,
@@ -132,7 +139,7 @@ def apply(state: RunState | None, event: ev.Event) -> RunState:
     changes = _run_changes(state, event) | _step_changes(state, event)
     status = changes.get("status", state.status)
     if status not in TERMINAL_RUN and status != "compensating":
-        changes["status"] = _status_from_steps(changes.get("steps", state.steps))
+        changes["status"] = _status_from_steps(changes.get("steps", state.steps), state.not_before)
     changes["events"] = state.events + 1
     # One replace per event: it is the most expensive thing fold does.
     return dataclasses.replace(state, **changes)
@@ -165,6 +172,8 @@ def _run_changes(state: RunState, event: ev.Event) -> dict[str, Any]:
             return {"status": "failed", "error": error, "finished_at": event.at}
         case ev.SignalReceived():
             return {"signals": (*state.signals, event)}
+        case ev.StepSucceeded(signal=int(index)) | ev.StepFailed(signal=int(index)):
+            return {"signals_taken": state.signals_taken | {index}}
         case ev.RunRetried(steps=reopened):
             # The reopened steps become pending again, so the engine schedules them afresh.
             steps = {sid: s for sid, s in state.steps.items() if sid not in reopened}
@@ -206,18 +215,36 @@ def _next_step_state(step: StepState, event: ev.Event) -> StepState:
                 run_at=run_at,
                 scheduled_at=event.at,
                 error=None,
+                child_run_id=None,
             )
         case ev.StepRetryScheduled(attempt=attempt, run_at=run_at):
-            return replace(step, status="scheduled", attempt=attempt, run_at=run_at)
-        case ev.StepStarted(attempt=attempt):
-            return replace(step, status="running", attempt=attempt, started_at=event.at)
-        case ev.StepSucceeded(output=output):
             return replace(
-                step, status="succeeded", output=output, error=None, finished_at=event.at
+                step, status="scheduled", attempt=attempt, run_at=run_at, child_run_id=None
             )
-        case ev.StepFailed(error=error, attempt=attempt):
+        case ev.StepStarted(attempt=attempt, child_run_id=child):
             return replace(
-                step, status="failed", attempt=attempt, error=error, finished_at=event.at
+                step, status="running", attempt=attempt, started_at=event.at, child_run_id=child
+            )
+        case ev.StepSucceeded(output=output, signal=signal):
+            # A wait ended by a signal never ran: it counts as started when it ended.
+            started = step.started_at if signal is None else step.started_at or event.at
+            return replace(
+                step,
+                status="succeeded",
+                output=output,
+                error=None,
+                started_at=started,
+                finished_at=event.at,
+            )
+        case ev.StepFailed(error=error, attempt=attempt, signal=signal):
+            started = step.started_at if signal is None else step.started_at or event.at
+            return replace(
+                step,
+                status="failed",
+                attempt=attempt,
+                error=error,
+                started_at=started,
+                finished_at=event.at,
             )
         case ev.StepLeaseExpired():
             lost = ErrorInfo(
@@ -235,15 +262,23 @@ def _next_step_state(step: StepState, event: ev.Event) -> StepState:
     return step  # StepHeartbeat changes nothing a decision depends on
 
 
-def _status_from_steps(steps: Mapping[str, StepState]) -> RunStatus:
+def _status_from_steps(steps: Mapping[str, StepState], not_before: datetime | None) -> RunStatus:
     """The status of a run that is neither finished nor compensating, from its steps."""
     values = steps.values()
-    if not any(s.started_at for s in values):
-        return "queued"
     if any(s.status == "running" for s in values):
         return "running"
     queued = [s for s in values if s.status == "scheduled"]
-    # Backing off between attempts is waiting, not working.
-    if queued and all(s.run_at and s.scheduled_at and s.run_at > s.scheduled_at for s in queued):
+    # Backing off between attempts, sleeping, waiting for a signal: waiting, not working. A
+    # delayed run's first steps are queued for its start time, not waiting: it has not begun.
+    if queued and all(_held_back(s, not_before) for s in queued):
         return "waiting"
+    if not any(s.started_at for s in values):
+        return "queued"
     return "running"
+
+
+def _held_back(s: StepState, not_before: datetime | None) -> bool:
+    """A queued attempt that is due later than it was queued, for a reason of its own."""
+    if s.run_at is None or s.scheduled_at is None or s.run_at <= s.scheduled_at:
+        return False
+    return not_before is None or s.run_at > not_before

@@ -7,11 +7,12 @@ from datetime import datetime
 from typing import Protocol
 
 from overture.core import events as ev
+from overture.core.children import ChildRun, ChildStart
 from overture.core.events import ErrorInfo
 from overture.core.model import Workflow
 from overture.core.state import RunState
 from overture.serde import JSON
-from overture.store.records import StartRun
+from overture.store.records import RunRecord, StartRun
 
 
 def given(*events: ev.Event) -> Callable[[RunState], list[ev.Event]]:
@@ -34,6 +35,37 @@ def run_started(
         idempotency_key=request.idempotency_key,
         parent_run_id=request.parent_run_id,
         not_before=request.run_at,
+        parent_step=request.parent_step,
+    )
+
+
+def child_request(start: ChildStart) -> StartRun:
+    """The start of a ``workflow`` step's child run: the parent's tenant, priority and
+    correlation id, and a key that finds the child again."""
+    assert start.spec is not None
+    parent = start.parent
+    return StartRun(
+        workflow=start.spec.workflow,
+        input=start.spec.input,
+        version=start.spec.version,
+        tenant=parent.tenant,
+        idempotency_key=start.key,
+        priority=parent.priority,
+        correlation_id=parent.correlation_id,
+        parent_run_id=parent.run_id,
+        parent_step=start.step_id,
+        run_at=start.run_at,
+    )
+
+
+def child_run(record: RunRecord) -> ChildRun:
+    """A child run as the step that started it sees it."""
+    return ChildRun(
+        run_id=record.id,
+        workflow=record.workflow,
+        status=record.status,
+        output=record.output,
+        error=record.error,
     )
 
 

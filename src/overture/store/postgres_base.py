@@ -13,8 +13,9 @@ from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
+from overture.core import children
 from overture.core import events as ev
-from overture.core.advance import advance
+from overture.core.advance import Transition, advance
 from overture.core.model import Workflow
 from overture.core.state import RunState, fold
 from overture.errors import NotFound
@@ -228,29 +229,65 @@ class PostgresBase:
     async def _advance(
         self,
         tx: Tx,
-        heads: Mapping[str, Head],
+        heads: dict[str, Head],
         incoming: Mapping[str, Callable[[RunState], Sequence[ev.Event]]],
         *,
         decide: bool = True,
         records: bool = False,
     ) -> dict[str, RunRecord]:
         """Append ``incoming`` (and, with ``decide``, the engine's response) to locked runs,
-        each at most once; returns the runs' records when asked."""
+        each at most once, then start, end and cancel the child runs that concerns (runs they
+        lock join ``heads``); returns the runs' records when asked."""
+        transitions, found = await self._advance_runs(
+            tx, heads, incoming, decide=decide, records=records
+        )
+        follow = [(t, 0) for t in transitions if children.concerns(t)]
+        touched = await self._follow(tx, heads, follow) if follow else set()
+        for run_id in touched & found.keys():  # moved again since: as it is now
+            found[run_id] = load_run(
+                await tx.conn.fetchrow(Q["run_get"], run_id), run_id, self.codec, None
+            )
+        return found
+
+    async def _follow(
+        self, tx: Tx, heads: dict[str, Head], transitions: list[tuple[Transition, int]]
+    ) -> set[str]:
+        """Start, end and cancel the child runs of these transitions; the runs it moved
+        (``PostgresWorkflows``)."""
+        return set()
+
+    async def _advance_runs(
+        self,
+        tx: Tx,
+        heads: Mapping[str, Head],
+        incoming: Mapping[str, Callable[[RunState], Sequence[ev.Event]]],
+        *,
+        decide: bool = True,
+        records: bool = False,
+    ) -> tuple[list[Transition], dict[str, RunRecord]]:
+        """``_advance`` of these runs alone; a run given no events is left as it is."""
         if not incoming:
-            return {}
+            return [], {}
         for run_id in incoming:
             if run_id not in heads:
                 raise NotFound("run", run_id)
         states = await self._states(tx, {run_id: heads[run_id] for run_id in incoming})
         now = await tx.clock()
         batch = Batch(self.codec)
+        transitions: list[Transition] = []
         for run_id, events_of in incoming.items():
             head, state = heads[run_id], states[run_id]
+            events = events_of(state)
+            if not events:
+                continue
             workflow = await self._workflow(tx, head.tenant, head.workflow, head.version)
-            transition = advance(workflow, state, events_of(state), now, decide_next=decide)
+            transition = advance(workflow, state, events, now, decide_next=decide)
             head.last_seq = batch.add(run_id, head.last_seq, transition)
             tx.states[run_id] = (head.last_seq, transition.state)
-        return await batch.write(tx, records=records)
+            transitions.append(transition)
+        if not transitions:
+            return [], {}
+        return transitions, await batch.write(tx, records=records)
 
     async def _locked_run(self, tx: Tx, run_id: str, tenant: str | None) -> tuple[RunRecord, Head]:
         """A run, locked for appending to its history (``NotFound`` as for ``load_run``)."""

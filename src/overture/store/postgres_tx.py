@@ -15,6 +15,7 @@ from overture.core.advance import Transition
 from overture.core.state import RunState
 from overture.store import rows
 from overture.store.codec import EventCodec, error_text
+from overture.store.flow import gates_text
 from overture.store.records import RunRecord
 from overture.store.sqlfiles import queries
 
@@ -65,7 +66,7 @@ class Batch:
     def __init__(self, codec: EventCodec) -> None:
         self.codec = codec
         self.events: list[list[Any]] = [[] for _ in range(5)]
-        self.jobs: list[list[Any]] = [[] for _ in range(11)]
+        self.jobs: list[list[Any]] = [[] for _ in range(12)]
         self.stops: list[list[Any]] = [[] for _ in range(3)]
         self.dead: list[list[Any]] = [[] for _ in range(7)]
         self.runs: list[list[Any]] = [[] for _ in range(6)]
@@ -89,6 +90,7 @@ class Batch:
                 job.timeout,
                 job.priority,
                 job.run_at,
+                gates_text(job.gates),
             )
         for step_id, compensation in t.stop:
             append_row(self.stops, run_id, step_id, compensation)

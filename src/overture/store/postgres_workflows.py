@@ -3,8 +3,12 @@ started (a run starts from the catalogue, inside any transaction that needs one)
 
 from __future__ import annotations
 
+from collections import deque
+
 from overture import serde
-from overture.core.advance import advance
+from overture.core import children
+from overture.core.advance import Transition, advance
+from overture.core.children import ChildStart, Incoming
 from overture.core.inputs import prepare_input
 from overture.core.model import Workflow
 from overture.errors import Conflict, NotFound
@@ -12,8 +16,8 @@ from overture.ids import new_run_id
 from overture.store import facts, rows
 from overture.store import trigger_rows as tr
 from overture.store.codec import error_text, run_id_taken, version_to_register, workflow_digest
-from overture.store.postgres_base import PostgresBase
-from overture.store.postgres_tx import Batch, Q, Tx, when
+from overture.store.postgres_base import PostgresBase, load_run
+from overture.store.postgres_tx import Batch, Head, Q, Tx, when
 from overture.store.records import DEFAULT_TENANT, RunRecord, StartRun, WorkflowRecord
 from overture.store.triggers import schedule_params, schedule_taken
 from overture.triggers.schedules import workflow_schedules
@@ -90,13 +94,25 @@ class PostgresWorkflows(PostgresBase):
         await self._write(write)
 
     async def _start(self, tx: Tx, request: StartRun) -> tuple[RunRecord, bool]:
-        """Start a run inside ``tx``; ``(existing run, False)`` for a repeated key."""
+        """Start a run inside ``tx`` (with the child runs its first steps start);
+        ``(existing run, False)`` for a repeated key."""
+        record, first = await self._insert_run(tx, request)
+        if first is None:
+            return record, False
+        if children.concerns(first) and record.id in await self._follow(tx, {}, [(first, 0)]):
+            row = await tx.conn.fetchrow(Q["run_get"], record.id)
+            record = load_run(row, record.id, self.codec, None)
+        return record, True
+
+    async def _insert_run(self, tx: Tx, request: StartRun) -> tuple[RunRecord, Transition | None]:
+        """A new run and its first transition, written; ``(existing run, None)`` for a repeated
+        key. Refusals (``NotFound``, ``Conflict``, ``InputInvalid``) come before any write."""
         tenant, key = request.tenant, request.idempotency_key
         conn = tx.conn
         if key is not None:
             existing = await conn.fetchrow(Q["run_by_key"], tenant, key)
             if existing is not None:
-                return rows.run_record(existing, self.codec, when), False
+                return rows.run_record(existing, self.codec, when), None
         name, version = request.workflow, request.version
         head = await conn.fetchrow(Q["workflow_head_for_start"], tenant, name, version)
         if head is None:
@@ -143,12 +159,75 @@ class PostgresWorkflows(PostgresBase):
                     f"idempotency key {key!r} is being used by a start that did not finish",
                     code="idempotency_conflict",
                 )
-            return rows.run_record(existing, self.codec, when), False
+            return rows.run_record(existing, self.codec, when), None
         batch = Batch(self.codec)
         batch.add(run_id, 0, transition)
         await batch.write(tx, update_runs=False)
         tx.states[run_id] = (seq, state)
-        return rows.run_record(inserted, self.codec, when), True
+        return rows.run_record(inserted, self.codec, when), transition
+
+    async def _follow(
+        self, tx: Tx, heads: dict[str, Head], transitions: list[tuple[Transition, int]]
+    ) -> set[str]:
+        """Start, end and cancel the child runs these transitions concern, and whatever that
+        causes in turn, in this transaction (``overture.core.children`` says what).
+
+        Parents and children are locked as they are reached, so a child's completion (child,
+        then parent) and its parent's cancellation (parent, then child) take two runs in
+        opposite orders: should they deadlock, PostgreSQL picks one and it is run again.
+        """
+        moved: set[str] = set()
+        queue = deque(transitions)
+        while queue:
+            t, depth = queue.popleft()
+            at = await tx.clock()
+            for start in children.starts(t):
+                queue.extend(await self._start_child(tx, heads, start, depth, moved))
+            for child_id, reason in children.cancels(t):
+                stopping = children.stopping(reason, at)
+                queue.extend(await self._move(tx, heads, child_id, stopping, depth + 1, moved))
+            if (parent := children.parent_of(t)) is not None:
+                parent_id, step_id = parent
+                ending = children.ending(step_id, children.child_of(t.state), at)
+                queue.extend(await self._move(tx, heads, parent_id, ending, depth - 1, moved))
+        return moved
+
+    async def _start_child(
+        self, tx: Tx, heads: dict[str, Head], start: ChildStart, depth: int, moved: set[str]
+    ) -> list[tuple[Transition, int]]:
+        """Start a ``workflow`` step's child run and record it on the parent."""
+        at = await tx.clock()
+        follow: list[tuple[Transition, int]] = []
+        error = children.cannot_start(start, depth)
+        if error is None:
+            try:
+                record, first = await self._insert_run(tx, facts.child_request(start))
+            except children.REFUSED as problem:
+                error = children.refused(start, problem)
+            else:
+                events = children.started(start, facts.child_run(record), at)
+                if first is not None:
+                    follow.append((first, depth + 1))
+        if error is not None:
+            events = children.not_started(start, error, at)
+        parent = start.parent.run_id
+        return [*follow, *await self._move(tx, heads, parent, facts.given(*events), depth, moved)]
+
+    async def _move(
+        self,
+        tx: Tx,
+        heads: dict[str, Head],
+        run_id: str,
+        incoming: Incoming,
+        depth: int,
+        moved: set[str],
+    ) -> list[tuple[Transition, int]]:
+        """Advance one more run (locked first, if this transaction does not hold it yet)."""
+        if run_id not in heads:
+            heads.update(await self._lock(tx, [run_id]))
+        transitions, _ = await self._advance_runs(tx, heads, {run_id: incoming})
+        moved.update(t.state.run_id for t in transitions)
+        return [(t, max(depth, 0)) for t in transitions]
 
     async def _sync_schedules(self, tx: Tx, tenant: str, workflow: Workflow) -> None:
         """Keep the schedules of a workflow's ``on.cron`` in step with its latest version."""

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TypeVar
 
+from overture.core import children
 from overture.core import events as ev
 from overture.core.advance import Transition, advance
 from overture.core.model import Workflow
@@ -25,6 +26,7 @@ from overture.errors import NotFound
 from overture.store import rows, sqlite_schema
 from overture.store.artifacts import Artifacts
 from overture.store.codec import EventCodec, StateCache, error_text, from_micros, micros
+from overture.store.flow import gates_text
 from overture.store.keys import KeyCache
 from overture.store.records import RunRecord, SchemaStatus
 from overture.store.sqlfiles import queries
@@ -167,24 +169,47 @@ class SQLiteBase:
         *,
         decide: bool = True,
     ) -> Transition:
-        """Append ``incoming`` (and, with ``decide``, the engine's response) to a run."""
+        """Append ``incoming`` (and, with ``decide``, the engine's response) to a run, then
+        start, end and cancel the child runs that concerns; no events: nothing is written."""
+        transition = self._advance_run(tx, run_id, incoming, decide=decide)
+        if children.concerns(transition):
+            self._follow(tx, [(transition, 0)])
+        return transition
+
+    def _follow(self, tx: Tx, transitions: list[tuple[Transition, int]]) -> None:
+        """Start, end and cancel the child runs of these transitions (``SQLiteWorkflows``)."""
+
+    def _advance_run(
+        self,
+        tx: Tx,
+        run_id: str,
+        incoming: Callable[[RunState], Sequence[ev.Event]],
+        *,
+        decide: bool = True,
+    ) -> Transition:
+        """``_advance`` of this run alone."""
         now = when(tx.now)
         cached = self._cache.get(run_id)
         if cached is not None:
             # Optimistic: the run update below only matches if no other process moved the run.
             seq, state = cached
-            workflow = self._workflow(tx.conn, state.tenant, state.workflow, state.version)
-            transition = advance(workflow, state, incoming(state), now, decide_next=decide)
-            if self._persist(tx, run_id, seq, transition):
-                return transition
-            self._cache.forget([run_id])
+            events = incoming(state)
+            if events:  # none may only mean that the cached state is behind: read the run
+                workflow = self._workflow(tx.conn, state.tenant, state.workflow, state.version)
+                transition = advance(workflow, state, events, now, decide_next=decide)
+                if self._persist(tx, run_id, seq, transition):
+                    return transition
+                self._cache.forget([run_id])
         head = tx.one("run_head", run_id)
         if head is None:
             raise NotFound("run", run_id)
         tenant, name, version, last_seq = head
         state = self._state(tx.conn, run_id, last_seq)
+        events = incoming(state)
+        if not events:
+            return Transition(state=state, events=[], schedule=[], stop=[], dead=[])
         workflow = self._workflow(tx.conn, tenant, name, version)
-        transition = advance(workflow, state, incoming(state), now, decide_next=decide)
+        transition = advance(workflow, state, events, now, decide_next=decide)
         if not self._persist(tx, run_id, last_seq, transition):
             raise RuntimeError(f"run {run_id} changed inside a write transaction")
         return transition
@@ -222,6 +247,7 @@ class SQLiteBase:
                         job.priority,
                         micros(job.run_at),
                         now,
+                        gates_text(job.gates),
                     )
                     for job in t.schedule
                 ],

@@ -4,10 +4,13 @@ started (a run starts from the catalogue, inside any transaction that needs one)
 from __future__ import annotations
 
 import sqlite3
+from collections import deque
 from typing import Any
 
 from overture import serde
-from overture.core.advance import advance
+from overture.core import children
+from overture.core.advance import Transition, advance
+from overture.core.children import ChildStart
 from overture.core.inputs import prepare_input
 from overture.core.model import Workflow
 from overture.errors import Conflict, NotFound
@@ -114,11 +117,23 @@ class SQLiteWorkflows(SQLiteBase):
         return self._workflow(tx.conn, tenant, name, found_version)
 
     def _start(self, tx: Tx, request: StartRun) -> tuple[RunRecord, bool]:
-        """Start a run inside ``tx``; ``(existing run, False)`` for a repeated key."""
+        """Start a run inside ``tx`` (with the child runs its first steps start);
+        ``(existing run, False)`` for a repeated key."""
+        record, first = self._insert_run(tx, request)
+        if first is None:
+            return record, False
+        if not children.concerns(first):
+            return record, True
+        self._follow(tx, [(first, 0)])
+        return load_run(tx.conn, record.id, self.codec), True
+
+    def _insert_run(self, tx: Tx, request: StartRun) -> tuple[RunRecord, Transition | None]:
+        """A new run and its first transition, written; ``(existing run, None)`` for a repeated
+        key. Refusals (``NotFound``, ``Conflict``, ``InputInvalid``) come before any write."""
         if request.idempotency_key is not None:
             existing = tx.one("run_by_key", request.tenant, request.idempotency_key)
             if existing is not None:
-                return load_run(tx.conn, existing[0], self.codec), False
+                return load_run(tx.conn, existing[0], self.codec), None
         workflow = self._startable(tx, request.tenant, request.workflow, request.version)
         data = prepare_input(workflow.name, workflow.input, request.input)
         if request.run_id is not None and tx.one("run_exists", request.run_id):
@@ -142,8 +157,45 @@ class SQLiteWorkflows(SQLiteBase):
                 None if request.run_at is None else micros(request.run_at),
             ),
         )
-        self._persist(tx, run_id, 0, advance(workflow, None, [started], when(tx.now)))
-        return load_run(tx.conn, run_id, self.codec), True
+        first = advance(workflow, None, [started], when(tx.now))
+        self._persist(tx, run_id, 0, first)
+        return load_run(tx.conn, run_id, self.codec), first
+
+    def _follow(self, tx: Tx, transitions: list[tuple[Transition, int]]) -> None:
+        """Start, end and cancel the child runs these transitions concern, and whatever that
+        causes in turn, in this transaction (``overture.core.children`` says what)."""
+        at = when(tx.now)
+        queue = deque(transitions)
+        while queue:
+            t, depth = queue.popleft()
+            for start in children.starts(t):
+                queue.extend(self._start_child(tx, start, depth))
+            for child_id, reason in children.cancels(t):
+                stopped = self._advance_run(tx, child_id, children.stopping(reason, at))
+                queue.append((stopped, depth + 1))
+            if (parent := children.parent_of(t)) is not None:
+                parent_id, step_id = parent
+                ending = children.ending(step_id, children.child_of(t.state), at)
+                queue.append((self._advance_run(tx, parent_id, ending), max(depth - 1, 0)))
+
+    def _start_child(self, tx: Tx, start: ChildStart, depth: int) -> list[tuple[Transition, int]]:
+        """Start a ``workflow`` step's child run and record it on the parent."""
+        at = when(tx.now)
+        follow: list[tuple[Transition, int]] = []
+        error = children.cannot_start(start, depth)
+        if error is None:
+            try:
+                record, first = self._insert_run(tx, facts.child_request(start))
+            except children.REFUSED as problem:
+                error = children.refused(start, problem)
+            else:
+                events = children.started(start, facts.child_run(record), at)
+                if first is not None:
+                    follow.append((first, depth + 1))
+        if error is not None:
+            events = children.not_started(start, error, at)
+        parent = self._advance_run(tx, start.parent.run_id, facts.given(*events))
+        return [*follow, (parent, depth)]
 
     def _sync_schedules(self, tx: Tx, tenant: str, workflow: Workflow) -> None:
         """Keep the schedules of a workflow's ``on.cron`` in step with its latest version."""

@@ -17,6 +17,7 @@ from overture.api.schemas import (
     MAX_ID,
     MAX_LIST,
     MAX_SEQ,
+    AttemptList,
     CancelIn,
     EventPage,
     LogPage,
@@ -29,7 +30,7 @@ from overture.api.schemas import (
     StartRunIn,
 )
 from overture.api.services import Services, Svc
-from overture.api.stream import LAST_EVENT_ID, event_stream, stream_responses
+from overture.api.stream import LAST_EVENT_ID, WITH_LOGS, event_stream, stream_responses
 from overture.core.state import RunStatus
 from overture.store.records import StartRun
 
@@ -161,13 +162,30 @@ async def list_logs(
 
 
 @router.get(
+    "/{run_id}/attempts",
+    response_model=AttemptList,
+    responses=NOT_FOUND,
+    summary="Every attempt of its steps, with their logs",
+)
+async def list_attempts(
+    who: Reader,
+    s: Svc,
+    run_id: str,
+    logs: Annotated[bool, Query(description="false: leave each attempt's lines out.")] = True,
+) -> Response:
+    return views.JSONResponse(await runs.run_attempts(s.store, run_id, who.tenant, logs=logs))
+
+
+@router.get(
     "/{run_id}/stream",
     responses={**NOT_FOUND, **stream_responses("the run")},
     response_class=Response,
     summary="Follow its events live (SSE)",
 )
-async def stream(who: Reader, s: Svc, run_id: str, last_event_id: LAST_EVENT_ID = None) -> Response:
-    return await event_stream(s.store, run_id, who.tenant, last_event_id)
+async def stream(
+    who: Reader, s: Svc, run_id: str, last_event_id: LAST_EVENT_ID = None, logs: WITH_LOGS = False
+) -> Response:
+    return await event_stream(s.store, run_id, who.tenant, last_event_id, logs=logs)
 
 
 @router.post("/{run_id}/cancel", response_model=RunOut, responses=NOT_FOUND, summary="Cancel it")
