@@ -143,10 +143,12 @@ class InputInvalid(OvertureError):
 
 
 class RequestInvalid(OvertureError):
-    """A request the API would refuse as ``invalid_request``, made straight on the database
-    (the CLI without a server): refused the same way."""
+    """A request the API refuses with 422: ``invalid_request`` (made straight on the database,
+    the CLI without a server, it is refused the same way) or a more precise ``code``."""
 
-    code = "invalid_request"
+    def __init__(self, message: str, *, code: str = "invalid_request") -> None:
+        self.code = code
+        super().__init__(message)
 
 
 class NotFound(OvertureError):

@@ -21,6 +21,7 @@ from typing import Any
 
 from overture.core.admission import TenantLimits
 from overture.core.durations import parse_rate
+from overture.core.model import MAX_RATE, MIN_RATE
 from overture.errors import OvertureError
 
 DEFAULT_CONFIG = "overture.toml"
@@ -215,6 +216,12 @@ SETTINGS: dict[str, Setting] = {
             help="Let shell steps run commands on this machine (off by default).",
         ),
         Setting(
+            name="shell_tenants",
+            default=(),
+            kind=tuple,
+            help="Tenants whose shell steps run, when enable_shell is on (none: every tenant's).",
+        ),
+        Setting(
             name="tenant_rate_limit",
             default=None,
             help="Steps each tenant may start per second across all workers, e.g. 100/s "
@@ -262,6 +269,7 @@ class Settings:
     http_allowed_networks: tuple[str, ...] = ()
     http_max_response_bytes: int = SETTINGS["http_max_response_bytes"].default
     enable_shell: bool = False
+    shell_tenants: tuple[str, ...] = ()
     tenant_rate_limit: str | None = None
     tenant_max_in_flight: int | None = None
     scheduler: bool = True
@@ -343,6 +351,8 @@ def tenant_limits(settings: Settings) -> TenantLimits:
     if settings.tenant_rate_limit is not None:
         try:
             rate = parse_rate(settings.tenant_rate_limit)
+            if not MIN_RATE <= rate <= MAX_RATE:
+                raise ValueError(f"a rate must be from one a year to {MAX_RATE:g}/s")
         except ValueError as error:
             source = settings.sources.get("tenant_rate_limit", "tenant_rate_limit")
             raise SettingsInvalid(f"{source}: {error}") from None

@@ -4,10 +4,15 @@ same way."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from overture.api.problems import for_error
 from overture.core import events as ev
 from overture.core.events import ErrorInfo
+from overture.errors import RequestInvalid
+from overture.serde import loads
 from overture.store import Store
 from overture.store.records import RunRecord, StartRun
 
@@ -53,6 +58,30 @@ name: instant
 steps:
   - {id: skipped, uses: echo, when: false}
 output: {done: true}
+"""
+
+LATER_CALL = """
+name: later_call
+steps:
+  - {id: first, uses: echo}
+  - {id: call, uses: workflow, depends_on: [first], with: {workflow: child, input: {n: 3}}}
+"""
+
+TIMED = """
+name: timed
+steps:
+  - id: call
+    uses: workflow
+    with: {workflow: child, input: {n: 1}}
+    timeout: 0.2s
+    retry: {max_attempts: 1}
+"""
+
+TWO_CALLS = """
+name: two_calls
+steps:
+  - {id: a, uses: workflow, with: {workflow: missing}}
+  - {id: b, uses: workflow, with: {workflow: child, input: {n: 1}, wait: "${input.wait}"}}
 """
 
 LOOP = """
@@ -157,19 +186,25 @@ async def test_cancelling_a_child_fails_its_parents_step(store: Store) -> None:
     assert (await store.get_run(parent.id)).status == "failed"
 
 
-async def test_a_child_run_is_started_once_and_found_by_its_key(store: Store) -> None:
+async def test_no_caller_can_take_the_key_of_a_child_run(store: Store) -> None:
     await family(store)
-    parent = await start(store, "parent", {"n": 3})
+    await register(store, LATER_CALL)
+    parent = await start(store, "later_call")
+    # The key of the child to come is predictable: the parent's id, the step, a small seq.
+    for key in [f"overture:child:{parent.id}:call:{seq}" for seq in range(1, 12)]:
+        with pytest.raises(RequestInvalid):
+            await store.start_run(StartRun(workflow="child", input={"n": 3}, idempotency_key=key))
+
+    await drive(store)
+
     child = await child_of(store, parent.id)
-    assert child.idempotency_key is not None
-
-    again, created = await store.start_run(
-        StartRun(workflow="child", input={"n": 3}, idempotency_key=child.idempotency_key)
-    )
-
-    assert not created and again.id == child.id
-    children = [r for r in (await store.list_runs()).items if r.parent_run_id == parent.id]
-    assert [r.id for r in children] == [child.id]
+    assert (await store.run_state(child.id)).parent_step == "call"
+    assert (await store.get_run(parent.id)).status == "succeeded"
+    with pytest.raises(RequestInvalid):  # nor find the child by its key
+        await store.start_run(
+            StartRun(workflow="child", input={"n": 3}, idempotency_key=child.idempotency_key)
+        )
+    assert [r.id for r in (await store.list_runs()).items if r.workflow == "child"] == [child.id]
 
 
 async def test_a_retried_parent_starts_a_new_child(store: Store) -> None:
@@ -265,3 +300,54 @@ async def test_a_workflow_that_starts_itself_at_once_is_stopped(store: Store) ->
         assert isinstance(error, ErrorInfo)
         codes.add(error.code)
     assert codes == {"child_depth_exceeded", "child_failed"}
+
+
+@pytest.mark.parametrize("wait", [True, False])
+async def test_a_step_cancelled_by_a_refused_start_starts_no_child(
+    store: Store, wait: bool
+) -> None:
+    await family(store)
+    await register(store, TWO_CALLS)
+
+    run = await start(store, "two_calls", {"wait": wait})
+
+    assert run.status == "failed"
+    state = await store.run_state(run.id)
+    error = state.step("a").error
+    assert error is not None and error.code == "workflow_not_found"
+    assert (state.step("b").status, state.step("b").child_run_id) == ("cancelled", None)
+    assert (await event_types(store, run.id))[-1] == "RunFailed"
+    assert (await store.list_runs()).items == [run]
+    assert await store.claim("worker-1", limit=10) == []
+
+
+@pytest.mark.parametrize("key", ["overture:child:run_1:call:2", "overture:mine"])
+async def test_callers_cannot_take_a_key_of_the_engine(store: Store, key: str) -> None:
+    await family(store)
+
+    with pytest.raises(RequestInvalid) as refused:
+        await store.start_run(StartRun(workflow="child", input={"n": 1}, idempotency_key=key))
+
+    assert refused.value.code == "reserved_idempotency_key"
+    assert repr(key) in str(refused.value) and "'overture:'" in str(refused.value)
+    assert (await store.list_runs()).items == []
+    response = for_error(refused.value)
+    assert response.status_code == 422
+    assert loads(bytes(response.body))["code"] == "reserved_idempotency_key"
+
+
+async def test_a_child_step_timeout_is_checked_only_when_the_parent_moves(store: Store) -> None:
+    await family(store)
+    await register(store, TIMED)
+    parent = await start(store, "timed")
+    child = await child_of(store, parent.id)
+    await asyncio.sleep(0.3)
+
+    # No timer: nothing moved the parent, so its step still waits past its timeout.
+    assert (await store.run_state(parent.id)).step("call").status == "running"
+    await store.signal_run(parent.id, "any name")  # anything that moves the parent checks it
+
+    error = (await store.run_state(parent.id)).step("call").error
+    assert error is not None and error.code == "timeout"
+    assert (await store.get_run(parent.id)).status == "failed"
+    assert (await store.get_run(child.id)).status == "cancelled"

@@ -194,3 +194,39 @@ async def test_tenant_limits_hold_for_jobs_without_controls_of_their_own(store: 
     assert await store.claim("w", limit=10, limits=limits) == []
     await complete(store, first[0])
     assert len(await store.claim("w", limit=10, limits=limits)) == 1
+
+
+SAME_KEY = """
+name: trip
+concurrency: {key: "trip-${input.trip}", limit: 1}
+steps:
+  - {id: first, uses: echo, concurrency: {key: "trip-${input.trip}", limit: 1}}
+  - {id: second, uses: echo, depends_on: first, concurrency: {key: "trip-${input.trip}"}}
+"""
+
+
+async def test_a_run_and_its_steps_naming_one_key_do_not_wait_on_each_other(
+    store: Store,
+) -> None:
+    await register(store, SAME_KEY)
+    run = await start(store, "trip", {"trip": "oslo"})
+    for step in ("first", "second"):
+        (job,) = await store.claim("w", limit=10)
+        assert job.step_id == step
+        await complete(store, job)
+    assert (await store.get_run(run.id)).status == "succeeded"
+
+
+async def test_a_reset_wakes_only_the_jobs_its_circuit_parked(store: Store) -> None:
+    await register(store, GUARDED)
+    for n in range(3):
+        await start(store, "guarded", {"n": n})
+    later = await start(store, "guarded", {"n": 9}, run_at=datetime.now(UTC) + timedelta(hours=1))
+    for job in await store.claim("w", limit=3):
+        await complete(store, job, boom("agent_down", retryable=True))
+    await asyncio.sleep(0.05)
+    assert await store.claim("w", limit=10) == []  # the retries are parked
+    await store.reset_circuit("agent", tenant="default")
+    resumed = await store.claim("w", limit=10)
+    assert len(resumed) == 3
+    assert later.id not in {j.run_id for j in resumed}, "a delayed run keeps its time"

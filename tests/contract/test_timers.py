@@ -290,3 +290,22 @@ async def test_a_retried_run_waits_for_a_new_signal(store: Store) -> None:
     await store.signal_run(run.id, "approval", {"approved": True})
     await drive(store)
     assert (await store.get_run(run.id)).status == "succeeded"
+
+
+async def test_a_retried_wait_takes_the_signal_that_came_too_late_for_it(store: Store) -> None:
+    await register(store, GATE)
+    run = await start(store, "gate", {"timeout": "0.3s", "on_timeout": "fail"})
+    (job,) = await claim_when_due(store, within=5)
+    await store.signal_run(run.id, "go", "late")  # its timer is running: too late for it
+    assert await complete(store, job, timed_out(job))  # type: ignore[arg-type]
+    assert (await store.get_run(run.id)).status == "failed"
+
+    reopened = await store.retry_run(run.id)
+
+    # No step took the late signal, so it is kept, like any signal no step waited for yet.
+    assert reopened.status == "running"
+    state = await store.run_state(run.id)
+    assert state.step("hold").output["payload"] == "late"  # type: ignore[index]
+    assert state.signals_taken == frozenset({0})
+    await drive(store)
+    assert (await store.get_run(run.id)).status == "succeeded"

@@ -1,9 +1,9 @@
-"""The ``http`` handler against real servers on loopback addresses: outputs, the response size
-cap, idempotency keys, how a call ends (status, ``ok: false``, Retry-After), ``call`` and the
-base URL, its settings, and secrets in headers.
+"""The ``http`` handler against real servers on loopback addresses: outputs, idempotency keys,
+how a call ends (status, ``ok: false``, Retry-After), ``call`` and the base URL, its settings,
+and secrets in headers and URLs.
 
-Redirects, ``auth`` and the SSRF guard have their own files (test_http_redirects.py,
-test_http_auth.py, test_http_ssrf.py). Attempts go through ``runtime.executor.execute`` (input
+Redirects, ``auth``, the SSRF guard and the limits (size, codings, timeout) have their own files
+(test_http_redirects.py, test_http_auth.py, test_http_ssrf.py, test_http_limits.py). Attempts go through ``runtime.executor.execute`` (input
 schema, error classification and redaction, as a worker runs them) unless a test must see exactly
 what the handler raised.
 """
@@ -35,11 +35,9 @@ from overture.demo.server import serving
 from overture.errors import StepError
 from overture.handlers.builtin import builtin_registry
 from overture.handlers.http import HttpHandler, HttpSettings, retry_after
-from overture.handlers.loading import process_handlers
 from overture.runtime.executor import Outcome, execute
 from overture.runtime.local import LocalRunner
 from overture.serde import JSON
-from overture.settings import Settings
 from overture.testing import FakeClock
 
 
@@ -105,62 +103,6 @@ async def test_cookies_a_server_sets_are_not_sent_on_later_calls(target: Target)
     finally:
         await handler.aclose()
     assert isinstance(second["body"], dict) and "cookie" not in second["body"]
-
-
-# --- the response size cap ---------------------------------------------------------------------
-
-
-@pytest.mark.asyncio
-async def test_a_response_declared_over_max_response_bytes_fails_the_step(target: Target) -> None:
-    error = await failure({"url": f"{target.url}/big", "max_response_bytes": 1000}, LOOPBACK)
-    assert (error.code, error.retryable) == ("response_too_large", False)
-    assert "larger than 1000 bytes" in error.message and "max_response_bytes" in error.message
-
-
-@pytest.mark.asyncio
-async def test_a_head_request_is_not_judged_by_the_size_it_announces(target: Target) -> None:
-    out = await output(
-        {"url": f"{target.url}/big", "method": "HEAD", "max_response_bytes": 1000}, LOOPBACK
-    )
-    assert (out["status"], out["body"]) == (200, "")
-
-
-@pytest.mark.asyncio
-async def test_a_streamed_response_is_read_only_up_to_the_cap(target: Target) -> None:
-    # 256 MiB, chunked, no Content-Length: the handler must stop reading, not buffer it all.
-    size = 256 * 1024 * 1024
-    inputs: dict[str, JSON] = {"url": f"{target.url}/stream?size={size}"}
-    error = await failure({**inputs, "max_response_bytes": 100_000}, LOOPBACK)
-    assert (error.code, error.retryable) == ("response_too_large", False)
-    await _until(lambda: bool(target.streamed))
-    assert target.streamed != [-1]  # the server never got to send all of it
-
-    small = await output({"url": f"{target.url}/stream?size=65536"}, LOOPBACK)
-    assert len(small["body"]) == 65536  # at most the cap is fine
-
-
-@pytest.mark.asyncio
-async def test_the_setting_caps_responses_of_steps_that_set_no_cap(target: Target) -> None:
-    settings = Settings(http_allowed_networks=("127.0.0.1",), http_max_response_bytes=1000)
-    handlers = process_handlers(settings)
-    try:
-        spec = handlers.registry.get("http")
-        big = await execute(spec, {"url": f"{target.url}/big"}, context(), {})
-        own = await execute(
-            spec, {"url": f"{target.url}/big", "max_response_bytes": 10_000}, context(), {}
-        )
-    finally:
-        await handlers.aclose()
-    assert big.error is not None and big.error.code == "response_too_large"
-    assert own.error is None
-
-
-async def _until(condition: Any) -> None:
-    for _ in range(500):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the server did not finish its response")
 
 
 # --- idempotency keys --------------------------------------------------------------------------
@@ -252,6 +194,8 @@ def test_retry_after_values_that_cannot_be_read_are_ignored() -> None:
     assert retry_after("", now) is None
     assert retry_after("-5", now) is None
     assert retry_after("Mon, 01 Jan 2001 00:00:00 GMT", now) == 0.0  # in the past: at once
+    assert retry_after("\u0663", now) is None  # ARABIC-INDIC DIGIT THREE: no ASCII digit
+    assert retry_after("\uff15", now) is None  # FULLWIDTH DIGIT FIVE
 
 
 @pytest.mark.asyncio
@@ -358,18 +302,12 @@ async def test_call_without_a_base_url_fails_at_once_naming_the_setting() -> Non
     assert "OVERTURE_HTTP_BASE_URL" in error.message
 
 
-def test_settings_from_the_environment() -> None:
-    settings = HttpSettings.from_env(
-        {
-            "OVERTURE_HTTP_BASE_URL": "http://127.0.0.1:8765/",
-            "OVERTURE_HTTP_ALLOWED_NETWORKS": " 10.0.0.0/8, Agents.Internal. ,",
-            "OVERTURE_HTTP_MAX_RESPONSE_BYTES": "2048",
-        }
+def test_settings_are_normalised() -> None:
+    settings = HttpSettings(
+        base_url="http://127.0.0.1:8765/", allow=(" 10.0.0.0/8", " Agents.Internal. ", " ")
     )
     assert settings.base_url == "http://127.0.0.1:8765"
     assert settings.allow == ("10.0.0.0/8", "agents.internal")
-    assert settings.max_response_bytes == 2048
-    assert HttpSettings.from_env({}) == HttpSettings()
 
 
 @pytest.mark.parametrize(
@@ -378,6 +316,7 @@ def test_settings_from_the_environment() -> None:
         ({"allow": ("http://x.example",)}, "OVERTURE_HTTP_ALLOWED_NETWORKS entries are host"),
         ({"allow": ("x.example:80",)}, "host names or CIDRs"),
         ({"base_url": "x.example"}, "OVERTURE_HTTP_BASE_URL"),
+        ({"base_url": "https://u:pw@x.example"}, "may not carry credentials"),
         ({"timeout": 0}, "timeout"),
         ({"max_response_bytes": 0}, "max_response_bytes"),
     ],
@@ -387,11 +326,6 @@ def test_bad_settings_are_refused_naming_what_is_wrong(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         HttpSettings(**fields)
-
-
-def test_a_bad_size_in_the_environment_is_named() -> None:
-    with pytest.raises(ValueError, match="OVERTURE_HTTP_MAX_RESPONSE_BYTES"):
-        HttpSettings.from_env({"OVERTURE_HTTP_MAX_RESPONSE_BYTES": "10MB"})
 
 
 # --- secrets -----------------------------------------------------------------------------------
@@ -418,6 +352,18 @@ async def test_header_values_never_reach_an_error_even_before_redaction(
     assert target.received[0].headers["x-api-key"] == SECRET  # it was sent
     error = raised.value
     assert SECRET not in error.message and SECRET not in repr(error.details)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("userinfo", [f"u:{SECRET}@", f"{SECRET}@", "u:@"])
+async def test_credentials_in_the_url_are_refused_pointing_to_auth(
+    target: Target, userinfo: str
+) -> None:
+    url = target.url.replace("://", f"://{userinfo}") + "/json"
+    error = await failure({"url": url}, LOOPBACK)
+    assert (error.code, error.retryable) == ("bad_url", False)
+    assert "`auth:`" in error.message and SECRET not in error.message
+    assert target.received == []  # nothing was sent without them
 
 
 @pytest.mark.asyncio

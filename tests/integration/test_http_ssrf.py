@@ -1,13 +1,12 @@
 """The SSRF guard, end to end: each address of the corpus is refused before any connection (a
 listener on the loopback address the call would reach counts zero connections, and counts one
 when the address is allowed), allow-listed hosts are reached, the connection goes to the address
-that was checked (no second lookup), and TLS to that address still checks the host name."""
+that was checked (no second lookup), the base URL is trusted on its own port only, and TLS to
+that address still checks the host name (a certificate that fails is no outage: ``tls_error``)."""
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
 from collections.abc import Iterator
 from ipaddress import ip_address
 from pathlib import Path
@@ -20,6 +19,7 @@ from tests.support.http_target import (
     failure,
     listening,
     output,
+    self_signed,
     serve_target,
 )
 
@@ -155,6 +155,22 @@ async def test_an_allow_listed_ipv6_loopback_is_reached(listener_v6: Listener) -
     assert out["body"] == {"reached": True}
 
 
+# --- the base URL ------------------------------------------------------------------------------
+
+
+async def test_the_base_urls_host_is_trusted_on_its_own_port_only(
+    target: Target, listener: Listener
+) -> None:
+    # The base URL is 127.0.0.1 on the target's port: that needs no allowing...
+    settings = HttpSettings(base_url=target.url)
+    assert (await output({"call": "/json"}, settings))["body"] == {"hello": "world"}
+    assert (await output({"url": f"{target.url}/json"}, settings))["body"] == {"hello": "world"}
+    # ...but another port of the same host (an admin port, say) is guarded as any other URL.
+    error = await failure({"url": f"http://127.0.0.1:{listener.port}/x"}, settings)
+    assert (error.code, error.retryable) == ("ssrf_blocked", False)
+    assert listener.accepted == 0
+
+
 # --- one lookup, pinned connections ------------------------------------------------------------
 
 
@@ -213,28 +229,20 @@ async def test_a_name_that_does_not_resolve_is_a_retryable_network_error() -> No
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
     """A self-signed certificate for pinned.test, and its key."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=pinned.test",
-         "-addext", "subjectAltName=DNS:pinned.test"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    return self_signed(tmp_path, "pinned.test")
 
 
 @pytest.fixture
-def tls_target(certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> Iterator[Target]:
+def tls_target(certificate: tuple[Path, Path]) -> Iterator[Target]:
+    """A TLS server on 127.0.0.1 with the self-signed certificate (which nothing trusts yet)."""
     cert, key = certificate
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
     yield from serve_target("127.0.0.1", ssl_certfile=str(cert), ssl_keyfile=str(key))
 
 
 async def test_tls_to_a_pinned_address_checks_the_certificate_for_the_host_name(
-    tls_target: Target,
+    tls_target: Target, certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # trusted: only the name is wrong
     dns = ScriptedDns(["127.0.0.1"])
     good = await output(
         {"url": f"https://pinned.test:{tls_target.port}/json"}, LOOPBACK, resolve=dns
@@ -244,5 +252,23 @@ async def test_tls_to_a_pinned_address_checks_the_certificate_for_the_host_name(
     wrong = await failure(
         {"url": f"https://other.test:{tls_target.port}/json"}, LOOPBACK, resolve=dns
     )
-    assert wrong.code == "http_network_error"
+    assert (wrong.code, wrong.retryable) == ("tls_error", False)
     assert "CERTIFICATE_VERIFY_FAILED" in wrong.message
+    assert "other.test" in wrong.message
+
+
+async def test_a_certificate_no_authority_vouches_for_fails_at_once_as_a_tls_error(
+    tls_target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Retrying would meet the same certificate: it is the caller's configuration, not an outage
+    # (so it does not count towards a circuit breaker either).
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    dns = ScriptedDns(["127.0.0.1"])
+    error = await failure(
+        {"url": f"https://pinned.test:{tls_target.port}/json"}, LOOPBACK, resolve=dns
+    )
+    assert (error.code, error.retryable) == ("tls_error", False)
+    assert "certificate verification failed" in error.message
+    assert "SSL_CERT_FILE" in error.message
+    assert tls_target.received == []

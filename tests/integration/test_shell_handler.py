@@ -22,6 +22,7 @@ from tests.support.cli import run_overture
 from tests.support.processes import no_traceback, until
 
 from overture.core.events import ErrorInfo
+from overture.handlers import shell
 from overture.handlers.builtin import builtin_registry
 from overture.handlers.loading import process_handlers
 from overture.handlers.shell import DEFAULT_INHERITED, ShellSettings
@@ -202,6 +203,18 @@ async def test_a_file_that_is_not_executable_fails_for_good(tmp_path: Path) -> N
     error = await failure({"argv": [str(script)]})
     assert error.code == "shell_not_found"
     assert "is not executable" in error.message
+
+
+@pytest.mark.asyncio
+async def test_a_script_whose_interpreter_is_missing_names_the_interpreter(tmp_path: Path) -> None:
+    script = tmp_path / "sync.sh"
+    script.write_text("#!/no/such/interpreter -e\necho hi\n")
+    script.chmod(0o755)
+    for inputs in ({"argv": [str(script)]}, {"argv": ["sync.sh"], "env": {"PATH": str(tmp_path)}}):
+        error = await failure(inputs)
+        assert error.code == "shell_not_found"
+        assert "its interpreter '/no/such/interpreter' (its #! line) was not found" in error.message
+        assert "sync.sh' was not found" not in error.message
 
 
 @pytest.mark.asyncio
@@ -407,6 +420,34 @@ async def test_a_process_that_leaves_the_group_cannot_hold_the_step_up(tmp_path:
     assert out["stdout"] == "ok\n"
     assert time.monotonic() - started < 10
     assert any("stopped reading output" in line.message for line in ctx.logs)
+
+
+@pytest.mark.asyncio
+async def test_a_group_found_gone_is_never_signalled(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Once the command has exited and its group is found empty, the kernel may give the group's
+    # id to another process group: nothing may be sent to it after that.
+    found_gone: set[int] = set()
+    sent: list[int] = []
+
+    def group_alive(group: int) -> bool:
+        if group in found_gone:
+            return True  # the id now names a stranger's group
+        if alive := real_group_alive(group):
+            return alive
+        found_gone.add(group)
+        return False
+
+    def signal_group(group: int, signum: int) -> None:
+        if group in found_gone:
+            sent.append(signum)
+        else:
+            real_signal_group(group, signum)
+
+    real_group_alive, real_signal_group = shell._group_alive, shell._signal_group
+    monkeypatch.setattr(shell, "_group_alive", group_alive)
+    monkeypatch.setattr(shell, "_signal_group", signal_group)
+    assert (await output({"argv": ["true"]}))["exit_code"] == 0
+    assert found_gone and sent == []
 
 
 # --- output caps -------------------------------------------------------------------------------

@@ -2,19 +2,27 @@
 
 ``serve_target(host)`` runs a Starlette app (uvicorn, in a thread) that records every request it
 received; ``listening(host)`` is a bare TCP listener that counts the connections it accepted, so a
-test can show that the SSRF guard refused an address before any connection was made.
+test can show that the SSRF guard refused an address before any connection was made;
+``self_signed(...)`` makes a certificate for a TLS target.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib.util
+import shutil
 import socket
+import subprocess
 import threading
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import (
@@ -164,6 +172,61 @@ async def stream(request: Request) -> Response:
     return StreamingResponse(chunks(), media_type="text/plain")
 
 
+@functools.cache
+def gzip_bomb(size: int) -> bytes:
+    """A gzip body of ``size`` zero bytes (a multiple of 1 MiB): about a thousandth of that."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1 << 20)
+    return b"".join(packer.compress(zeros) for _ in range(size >> 20)) + packer.flush()
+
+
+WORDS = b"compressed words " * 100
+
+
+def encoded(coding: str) -> bytes:
+    """``WORDS`` in ``coding``: gzip, deflate (zlib-wrapped), raw-deflate, or anything else
+    (sent as it is: the handler cannot read it)."""
+    wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS, "raw-deflate": -15}
+    if coding not in wbits:
+        return WORDS
+    packer = zlib.compressobj(6, zlib.DEFLATED, wbits[coding])
+    return packer.compress(WORDS) + packer.flush()
+
+
+async def bomb(request: Request) -> Response:
+    """``size`` zero bytes gzipped, sent although the request asked for identity."""
+    await remember(request)
+    body = gzip_bomb(int(request.query_params["size"]))
+    return Response(body, media_type="text/plain", headers={"Content-Encoding": "gzip"})
+
+
+async def compressed(request: Request) -> Response:
+    """``WORDS`` in the ``coding`` asked for (the header says ``deflate`` for raw-deflate)."""
+    await remember(request)
+    coding = request.query_params["coding"]
+    said = "deflate" if coding == "raw-deflate" else coding
+    code = int(request.query_params.get("status", "200"))
+    return Response(
+        encoded(coding),
+        status_code=code,
+        media_type="text/plain",
+        headers={"Content-Encoding": said},
+    )
+
+
+async def trickle(request: Request) -> Response:
+    """``count`` bytes, one every ``every`` seconds: each read is quick, the whole is slow."""
+    await remember(request)
+    count, every = int(request.query_params["count"]), float(request.query_params["every"])
+
+    async def drops() -> AsyncIterator[bytes]:
+        for _ in range(count):
+            yield b"."
+            await asyncio.sleep(every)
+
+    return StreamingResponse(drops(), media_type="text/plain")
+
+
 def target_app(target: Target) -> Starlette:
     """The app that records what ``target`` received."""
     app = Starlette(
@@ -180,6 +243,9 @@ def target_app(target: Target) -> Starlette:
             Route("/slow", slow),
             Route("/big", big),
             Route("/stream", stream),
+            Route("/bomb", bomb),
+            Route("/compressed", compressed),
+            Route("/trickle", trickle),
         ]
     )
     app.state.target = target
@@ -192,6 +258,64 @@ def serve_target(host: str, **config: Any) -> Iterator[Target]:
     with serving(target_app(target), host=host, **config) as url:
         target.url = url
         yield target
+
+
+# --- a certificate ------------------------------------------------------------------------------
+
+
+def self_signed(directory: Path, host: str) -> tuple[Path, Path]:
+    """A self-signed certificate for ``host`` and its key, made with ``cryptography`` if it is
+    installed, else the ``openssl`` command (the test is skipped if neither is there)."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    if importlib.util.find_spec("cryptography") is not None:
+        _self_signed_with_cryptography(cert, key, host)
+    elif shutil.which("openssl") is not None:
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={host}",
+             "-addext", f"subjectAltName=DNS:{host}"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    else:
+        pytest.skip("making a certificate needs the cryptography package or openssl")
+    return cert, key
+
+
+def _self_signed_with_cryptography(cert: Path, key: Path, host: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(private.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(private.public_key()), False
+        )
+        .sign(private, hashes.SHA256())
+    )
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
 
 
 # --- a listener that counts connections --------------------------------------------------------

@@ -25,6 +25,7 @@ from overture.core.gates import NO_GATES, Breaker, Bucket, Gates, Slot
 from overture.core.loader import parse_workflow
 from overture.core.model import Workflow
 from overture.core.state import fold
+from overture.errors import WorkflowInvalid
 from overture.store.flow import failure_counts, fair_order
 
 NOW = 1_000_000.0
@@ -142,6 +143,8 @@ def test_a_bucket_lets_a_burst_through_then_spaces_the_rest_by_its_rate() -> Non
     waits = [round(out.deferred[n].run_at - NOW, 6) for n in (4, 5, 6)]
     assert waits == [0.1, 0.2, 0.3], "each deferred job waits one more token"
     assert out.buckets[("t", "api")].tokens == pytest.approx(0.0)
+    later = admit([job(7, gates)], FlowState(buckets=dict(out.buckets)), NOW, limit=10)
+    assert later.deferred[7].run_at == pytest.approx(NOW + 0.4), "it queues behind them"
 
 
 def test_a_bucket_refills_with_time_up_to_its_burst() -> None:
@@ -180,7 +183,8 @@ def test_an_open_circuit_parks_its_jobs_until_the_cooldown_ends() -> None:
     gates = Gates(breaker=BREAKER)
     state = FlowState(circuits={("t", "agent"): CircuitState("open", (), NOW, NOW + 5)})
     out = admit([job(1, gates)], state, NOW, limit=1)
-    assert out.deferred[1] == admission.Deferred(NOW + 5, None, "circuit")
+    parked = admission.CIRCUIT_MARK + "agent"
+    assert out.deferred[1] == admission.Deferred(NOW + 5, parked, "circuit")
 
 
 def test_after_the_cooldown_one_probe_goes_through_and_its_outcome_decides() -> None:
@@ -224,3 +228,54 @@ def test_claim_order_is_priority_then_tenants_in_turn_then_fifo() -> None:
 def test_admission_stops_at_the_limit_and_leaves_the_rest_untouched() -> None:
     out = admit([job(n) for n in range(1, 6)], FlowState(), NOW, limit=2)
     assert out.admitted == [1, 2] and out.deferred == {}
+
+
+# --- what a review found -------------------------------------------------------------------
+def test_a_run_never_waits_on_its_own_slot_when_a_step_names_the_same_key() -> None:
+    gates = Gates(slots=(Slot("trip", 1, "run"), Slot("trip", 1, "job")))
+    state = FlowState(holders={("t", "trip"): 1}, run_holders={("t", "trip", "r1")})
+    out = admit([job(1, gates, run="r1"), job(2, gates, run="r2")], state, NOW, limit=5)
+    assert out.admitted == [1], "the holding run's step goes on"
+    assert out.deferred[2].blocked_on == "trip"
+
+
+def test_no_rate_defers_a_job_past_the_horizon() -> None:
+    gates = Gates(buckets=(Bucket("slow", 1e-12, 1.0),))
+    state = FlowState(buckets={("t", "slow"): BucketState(0.0, NOW)})
+    out = admit([job(1, gates)], state, NOW, limit=1)
+    assert out.deferred[1].run_at == NOW + admission.MAX_DEFER
+
+
+def test_a_bucket_written_later_by_another_claim_keeps_its_time() -> None:
+    bucket = Bucket("api", 10.0, 5.0)
+    state = FlowState(buckets={("t", "api"): BucketState(2.0, NOW + 0.5)})
+    out = admit([job(1, Gates(buckets=(bucket,)))], state, NOW, limit=1)
+    assert out.buckets[("t", "api")] == BucketState(1.0, NOW + 0.5, 0.0), "no double refill"
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [("a\x00b", "NUL"), ("overture:tenant", "Overture's")],
+)
+def test_keys_the_database_cannot_keep_or_overture_reserves_fail_the_step(
+    key: str, why: str
+) -> None:
+    workflow = parse_workflow(
+        "name: k\nsteps:\n  - {id: s, uses: echo, concurrency: {key: '${input.k}'}}"
+    )
+    state = fold([ev.RunStarted(at=T0, run_id="r", workflow="k", version=1, input={"k": key})])
+    command = decide(workflow, state, T0)[0]
+    assert isinstance(command, cmd.FailStep) and why in command.error.message
+
+
+@pytest.mark.parametrize("rate", ["1/99999999999999d", "2000000000/s"])
+def test_rates_outside_a_sane_range_are_refused_when_the_workflow_loads(rate: str) -> None:
+    text = f"name: r\nsteps:\n  - {{id: s, uses: echo, rate_limit: {{key: k, rate: '{rate}'}}}}"
+    with pytest.raises(WorkflowInvalid, match="rate"):
+        parse_workflow(text)
+
+
+def test_a_workflows_concurrency_key_may_read_the_run_only() -> None:
+    text = "name: x\nconcurrency: {key: '${steps.a.output.x}'}\nsteps:\n  - {id: a, uses: echo}\n"
+    with pytest.raises(WorkflowInvalid, match=r"2:15: a workflow's concurrency key may read"):
+        parse_workflow(text)

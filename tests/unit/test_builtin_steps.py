@@ -25,8 +25,10 @@ from overture.core.builtin_steps import (
 )
 from overture.core.decide import decide
 from overture.core.events import ErrorInfo
+from overture.core.loader import parse_workflow
 from overture.core.model import Workflow
 from overture.core.state import RunState, fold
+from overture.errors import WorkflowInvalid
 from overture.testing import EPOCH
 
 LATER = EPOCH + timedelta(seconds=5)
@@ -323,3 +325,30 @@ def test_a_workflow_step_has_no_job_but_a_child_to_start() -> None:
 
     assert t.schedule == []
     assert [job.step_id for job in t.children] == ["call"]
+
+
+# --- as compensation -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("uses", ["sleep", "wait", "workflow"])
+def test_an_engine_step_cannot_be_a_compensation(uses: str) -> None:
+    text = f"""\
+name: undo
+steps:
+  - id: book
+    uses: echo
+  - id: charge
+    uses: echo
+    compensate:
+      uses: {uses}
+      with: {{}}
+"""
+    with pytest.raises(WorkflowInvalid) as raised:
+        parse_workflow(text, source="undo.yaml")
+
+    (problem,) = raised.value.problems
+    assert (problem.code, problem.step, problem.line) == ("unsupported_compensation", "charge", 8)
+    assert problem.path == ("steps", 1, "compensate", "uses")
+    assert f"{uses!r} cannot undo a step" in problem.message
+    # As a step it is fine.
+    parse_workflow(text.replace(f"uses: {uses}", "uses: echo"))

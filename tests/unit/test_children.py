@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from overture.core import children
 from overture.core import events as ev
 from overture.core.advance import Transition, advance
@@ -13,7 +15,7 @@ from overture.core.children import ChildRun
 from overture.core.events import ErrorInfo
 from overture.core.model import Workflow
 from overture.core.state import RunState, fold
-from overture.errors import Conflict, InputInvalid, NotFound
+from overture.errors import Conflict, InputInvalid, NotFound, RequestInvalid
 from overture.testing import EPOCH
 
 LATER = EPOCH + timedelta(seconds=1)
@@ -156,7 +158,7 @@ def test_a_stopped_workflow_step_cancels_its_child() -> None:
     t = advance(PARENT, state, [ev.RunCancelled(at=LATER, reason="not now")], LATER)
 
     assert t.stop == [("call", False)]
-    assert children.cancels(t) == [("c1", "parent run p stopped step 'call': run cancelled")]
+    assert t.orphans == [("c1", "parent run p stopped step 'call': run cancelled")]
     incoming = children.stopping("why", LATER)
     assert incoming(
         fold([ev.RunStarted(at=EPOCH, run_id="c1", workflow="kid", version=1, input={})])
@@ -238,9 +240,7 @@ def test_a_workflow_step_past_its_own_timeout_stops_its_child_and_starts_another
 
     moved = advance(wf, state, [ev.StepStarted(at=late, step_id="other", attempt=1)], late)
 
-    assert children.cancels(moved) == [
-        ("c1", "parent run p stopped step 'call': did not finish within 10s")
-    ]
+    assert moved.orphans == [("c1", "parent run p stopped step 'call': did not finish within 10s")]
     assert [job.step_id for job in moved.children] == ["call"]  # the retry: a new child
     assert moved.state.step("call").child_run_id is None
 
@@ -267,5 +267,26 @@ def test_the_default_timeout_of_handlers_does_not_bound_a_child_run() -> None:
 
     moved = advance(wf, state, [ev.StepStarted(at=late, step_id="other", attempt=1)], late)
 
-    assert children.cancels(moved) == [] and moved.stop == []
+    assert moved.orphans == [] and moved.stop == []
     assert moved.state.step("call").status == "running"
+
+
+def test_a_start_is_skipped_once_its_parent_no_longer_waits_for_it() -> None:
+    t = start_parent()
+    (start,) = children.starts(t)
+    cancel = ev.StepCancelled(at=EPOCH, step_id="call", reason="step 'other' failed")
+    retried = ev.StepRetryScheduled(at=EPOCH, step_id="call", attempt=2, run_at=EPOCH, delay=0)
+
+    assert children.still_due(start, t.state)
+    assert not children.still_due(start, fold([cancel], t.state))
+    assert not children.still_due(start, fold([ev.RunCancelled(at=EPOCH, reason="no")], t.state))
+    assert not children.still_due(start, parent_waiting())  # already started
+    assert not children.still_due(start, fold([retried], t.state))  # another attempt
+
+
+def test_only_the_engine_gives_keys_in_its_namespace() -> None:
+    for key in (None, "order-17", "event:acme:e1:wf", "schedule:acme:s:t", "Overture:x"):
+        children.check_key(key)
+    with pytest.raises(RequestInvalid, match="reserved") as refused:
+        children.check_key("overture:child:p:call:2")
+    assert refused.value.code == "reserved_idempotency_key"

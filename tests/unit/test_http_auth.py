@@ -43,6 +43,18 @@ def test_a_bearer_token_is_sent_as_it_is() -> None:
     assert (given.authorization, given.values) == ("Bearer t0ken", ("t0ken",))
 
 
+@pytest.mark.parametrize("value", ["Bearer t0ken", "bearer t0ken", "BEARER  t0ken"])
+def test_a_bearer_value_that_names_the_scheme_is_not_sent_as_bearer_bearer(value: str) -> None:
+    given = credentials({"bearer": value}, NOW)
+    assert (given.authorization, given.values) == ("Bearer t0ken", ("t0ken",))
+
+
+def test_a_bearer_value_with_no_token_is_refused() -> None:
+    with pytest.raises(NonRetryable, match="no token") as raised:
+        credentials({"bearer": "Bearer "}, NOW)
+    assert raised.value.code == "bad_input"
+
+
 def test_a_jwt_carries_the_claims_and_expires_after_ttl() -> None:
     spec = {"secret": "k3y", "claims": {"sub": "overture", "iss": "wisely", "role": "service_role"}}
     given = credentials({"jwt": {**spec, "ttl": 60}}, NOW)

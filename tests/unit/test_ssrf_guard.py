@@ -31,7 +31,7 @@ NOT_PUBLIC = [
 @pytest.mark.parametrize("address", NOT_PUBLIC)
 def test_addresses_that_are_not_public(address: str) -> None:
     assert not is_public(ip_address(address))
-    assert not AddressPolicy.of((), None).permits("any.example", ip_address(address))
+    assert not AddressPolicy.of((), None).permits("any.example", 80, ip_address(address))
 
 
 @pytest.mark.parametrize(
@@ -82,7 +82,7 @@ def test_an_odd_spelling_is_read_as_the_system_reads_it_and_refused(
     if "[" not in spelled and spelled != "localhost":
         assert resolved == [IPv4Address(socket.inet_aton(spelled))]  # inet_aton's reading
     policy = AddressPolicy.of((), None)
-    assert not any(policy.permits(host, found) for found in resolved)
+    assert not any(policy.permits(host, 8000, found) for found in resolved)
 
 
 @pytest.mark.parametrize("spelled", ["0177.0.0.1", "127.000.000.001", "0127.0.0.1"])
@@ -109,21 +109,46 @@ def test_a_dotted_quad_with_leading_zeros_is_not_a_url(spelled: str) -> None:
 )
 def test_the_allow_list_lets_through_what_it_names(host: str, address: str, allow: str) -> None:
     policy = AddressPolicy.of(HttpSettings(allow=(allow,)).allow, None)
-    assert policy.permits(host, ip_address(address))
+    assert policy.permits(host, 443, ip_address(address))
 
 
 def test_the_base_urls_host_is_trusted_by_name_only() -> None:
     policy = AddressPolicy.of((), "http://127.0.0.1:8765/api")
-    assert policy.permits("127.0.0.1", ip_address("127.0.0.1"))
-    assert not policy.permits("2130706433", ip_address("127.0.0.1"))
-    assert not policy.permits("127.0.0.2", ip_address("127.0.0.2"))
+    assert policy.permits("127.0.0.1", 8765, ip_address("127.0.0.1"))
+    assert not policy.permits("2130706433", 8765, ip_address("127.0.0.1"))
+    assert not policy.permits("127.0.0.2", 8765, ip_address("127.0.0.2"))
+
+
+@pytest.mark.parametrize(
+    ("base_url", "port", "trusted"),
+    [
+        ("http://internal.test:8765/api", 8765, True),
+        ("http://internal.test:8765/api", 8766, False),  # the same host's admin port
+        ("http://internal.test:8765/api", 80, False),
+        ("https://Internal.Test./", 443, True),  # the default port, spelled out
+        ("https://internal.test/", 80, False),
+        ("http://internal.test", 80, True),
+        ("http://internal.test", 443, False),
+    ],
+)
+def test_the_base_url_is_trusted_on_its_own_port_only(
+    base_url: str, port: int, trusted: bool
+) -> None:
+    policy = AddressPolicy.of((), base_url)
+    assert policy.permits("internal.test", port, ip_address("10.0.0.1")) is trusted
+
+
+def test_an_allow_listed_host_is_trusted_on_every_port() -> None:
+    policy = AddressPolicy.of(("internal.test",), None)
+    assert policy.permits("internal.test", 8765, ip_address("10.0.0.1"))
+    assert policy.permits("internal.test", 22, ip_address("10.0.0.1"))
 
 
 def test_an_allowed_network_lets_only_its_addresses_through() -> None:
     policy = AddressPolicy.of(("127.0.0.1",), None)
-    assert policy.permits("2130706433", ip_address("127.0.0.1"))  # the address is allowed
-    assert not policy.permits("127.0.0.2", ip_address("127.0.0.2"))
-    assert not policy.permits("x", ip_address("64:ff9b::7f00:1"))  # no NAT64 through a /32
+    assert policy.permits("2130706433", 80, ip_address("127.0.0.1"))  # the address is allowed
+    assert not policy.permits("127.0.0.2", 80, ip_address("127.0.0.2"))
+    assert not policy.permits("x", 80, ip_address("64:ff9b::7f00:1"))  # no NAT64 through a /32
 
 
 @pytest.mark.parametrize("entry", ["http://x.example", "x.example:80", "10.0.0.0/33", "a b"])

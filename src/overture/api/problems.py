@@ -27,6 +27,7 @@ from overture.errors import (
     NotRetryable,
     OvertureError,
     Problem,
+    RequestInvalid,
     SchemaOutdated,
     WorkflowInvalid,
 )
@@ -142,6 +143,8 @@ def for_error(error: OvertureError) -> Response:
             return problem(422, "workflow_invalid", detail, from_problems(error.problems))
         case DocumentInvalid():
             return problem(422, "document_invalid", str(error), from_problems([error.problem]))
+        case RequestInvalid():
+            return problem(422, error.code, str(error))
         case SchemaOutdated() | SettingsInvalid():
             return problem(503, error.code, str(error))
     code = getattr(error, "code", None)

@@ -6,10 +6,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
+from overture import serde
 from overture.api import trigger_views, views
-from overture.api.schemas import MAX_LIST
+from overture.api.schemas import MAX_LIST, SignalIn
 from overture.core.attempts import attempts, lines_by_attempt
 from overture.core.state import RunStatus
+from overture.errors import RequestInvalid
 from overture.store.base import Store
 from overture.store.records import LogRecord, RunRecord, StartRun
 
@@ -92,3 +96,23 @@ async def replay(store: Store, run_id: str, tenant: str) -> RunRecord:
         )
     )
     return record
+
+
+def signal_request(name: str, payload: Any, *, max_bytes: int) -> SignalIn:
+    """A signal checked as ``POST /v1/runs/{id}/signal`` checks its body, for the CLI on a
+    database: ``RequestInvalid`` with the message the server's 422 (or 413) gives."""
+    body = {"name": name, "payload": payload}
+    try:
+        checked = SignalIn.model_validate(body)
+    except ValidationError as error:
+        raise RequestInvalid(validation_message(error)) from None
+    if len(serde.dumps(body)) > max_bytes:
+        raise RequestInvalid(f"request bodies are limited to {max_bytes} bytes")
+    return checked
+
+
+def validation_message(error: ValidationError, *, where: str = "body") -> str:
+    """``error`` said as the API says a request's (``body.name: String should have...``)."""
+    return "; ".join(
+        f"{'.'.join(map(str, (where, *item['loc'])))}: {item['msg']}" for item in error.errors()[:5]
+    )

@@ -28,11 +28,11 @@ def attempts_table(items: Iterable[Mapping[str, Any]]) -> Table:
             step_label(a),
             f"{a['attempt']} ({rerun})" if rerun else str(a["attempt"]),
             status_text(a["status"]),
-            a["worker_id"] or "",
+            Text(a["worker_id"] or ""),  # text from elsewhere is never read as markup
             time_text(a["started_at"]),
             duration_text(a["duration"]),
             "" if a["status_code"] is None else str(a["status_code"]),
-            "" if a["error"] is None else a["error"]["code"],
+            Text("" if a["error"] is None else a["error"]["code"]),
         )
     return table
 

@@ -167,8 +167,11 @@ class DatabaseBackend:
         return as_http_json(views.run(await runs.replay(self.store, run_id, self.tenant)))
 
     async def signal(self, run_id: str, name: str, payload: Any = None) -> dict[str, Any]:
-        stored = await self.store.signal_run(run_id, name, payload, tenant=self.tenant)
-        return {"run_id": run_id, "seq": stored.seq, "name": name}
+        """Refused as the server refuses it (``RequestInvalid``), else stored."""
+        limit = resolve_setting("max_body_bytes")
+        body = runs.signal_request(name, payload, max_bytes=limit)
+        stored = await self.store.signal_run(run_id, body.name, body.payload, tenant=self.tenant)
+        return {"run_id": run_id, "seq": stored.seq, "name": body.name}
 
     async def dead_letters(self, *, include_requeued: bool = False) -> dict[str, Any]:
         found = await self.store.dead_letters(tenant=self.tenant, include_requeued=include_requeued)

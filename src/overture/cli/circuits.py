@@ -71,7 +71,7 @@ def list_circuits(target: Target, as_json: bool) -> None:
     table = headed_table("key", "status", "failures", "open until", "updated")
     for c in found["items"]:
         table.add_row(
-            c["key"],
+            Text(c["key"]),  # a key is data ("agent:[fe80::1]"), never markup
             Text(c["status"], style=STATUS_STYLE.get(c["status"], "")),
             f"{c['failures']}/{c['threshold']} in {c['window']:g}s",
             time_text(c["open_until"]) if c["status"] == "open" else "",

@@ -79,7 +79,7 @@ def summary(out: Console, steps: Mapping[str, str], state: RunState) -> None:
             uses,
             status_text(s.status),
             str(s.attempt),
-            detail,
+            Text(detail),  # an error message is data: never read as markup
         )
     out.print(table)
     style = STATUS_STYLE.get(state.status, "")

@@ -1,7 +1,8 @@
 """``overture runs|dlq|workers``: look at runs and act on them, on a server or in the database.
 
 Every command renders the API's JSON (see ``cli.backends``): a table for people, the JSON itself
-with ``--json``.
+with ``--json``. What the server sends is printed as ``Text``, never read as rich markup: a signal
+named ``[/x]`` would otherwise fail to print, or a ``[link=...]`` in an error become a link.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 import click
+from rich.table import Table
 from rich.text import Text
 
 from overture import serde
@@ -69,7 +71,8 @@ def list_runs(
         return
     table = headed_table("id", "workflow", "status", "created", "starts", "finished")
     for r in page["items"]:
-        table.add_row(
+        _add_row(
+            table,
             r["id"],
             f"{r['workflow']} v{r['version']}",
             status_text(r["status"]),
@@ -80,7 +83,7 @@ def list_runs(
     out = console()
     out.print(table)
     if page["next_cursor"]:
-        out.print(f"more: --cursor {page['next_cursor']}")
+        out.print(Text(f"more: --cursor {page['next_cursor']}"))
 
 
 @runs.command("show")
@@ -96,12 +99,13 @@ def show_run(target: Target, run_id: str, as_json: bool) -> None:
         return
     out = console()
     out.print(Text(f"run {run['id']}", style="bold"))
-    out.print(f"workflow {run['workflow']} v{run['version']}")
+    out.print(Text(f"workflow {run['workflow']} v{run['version']}"))
     out.print(Text.assemble("status ", status_text(run["status"])))
     table = headed_table("step", "status", "attempt", "started", "finished", "detail")
     undo = [("undo " + s["id"], s) for s in run.get("compensations", [])]
     for name, s in [(s["id"], s) for s in run["steps"]] + undo:
-        table.add_row(
+        _add_row(
+            table,
             name,
             status_text(s["status"]),
             str(s["attempt"]),
@@ -111,10 +115,10 @@ def show_run(target: Target, run_id: str, as_json: bool) -> None:
         )
     if run.get("parent_run_id"):
         step = f" (step {run['parent_step']})" if run.get("parent_step") else ""
-        out.print(f"parent run {run['parent_run_id']}{step}")
+        out.print(Text(f"parent run {run['parent_run_id']}{step}"))
     out.print(table)
     if run["output"] is not None:
-        out.print("output: " + serde.dumps_text(run["output"]))
+        out.print(Text("output: " + serde.dumps_text(run["output"])))
     if run["error"] is not None:
         error = run["error"]
         out.print(Text(f"error: {error['message']} [{error['code']}]", style="red"))
@@ -272,7 +276,7 @@ def _print_signal(sent: dict[str, Any], as_json: bool) -> None:
         click.echo(serde.dumps_text(sent))
     else:
         name, run_id, seq = sent["name"], sent["run_id"], sent["seq"]
-        console().print(f"signal {name!r} sent to run {run_id} (event {seq})")
+        console().print(Text(f"signal {name!r} sent to run {run_id} (event {seq})"))
 
 
 def _step_detail(step: dict[str, Any]) -> str:
@@ -346,7 +350,8 @@ def list_dead_letters(target: Target, include_requeued: bool, as_json: bool) -> 
     for letter in letters["items"]:
         step = f"{letter['step_id']} (undo)" if letter["compensation"] else letter["step_id"]
         error = f"{letter['error']['message']} [{letter['error']['code']}]"
-        table.add_row(
+        _add_row(
+            table,
             str(letter["id"]),
             letter["run_id"],
             step,
@@ -394,7 +399,8 @@ def list_workers(target: Target, as_json: bool) -> None:
     table = headed_table("id", "host", "pid", "concurrency", "last seen", "state")
     for w in found["items"]:
         state = Text("running", style="green") if w["running"] else Text("stopped", style="dim")
-        table.add_row(
+        _add_row(
+            table,
             w["id"],
             w["host"],
             str(w["pid"]),
@@ -410,4 +416,9 @@ def _print_run(run: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(serde.dumps_text(run))
     else:
-        console().print(f"run {run['id']} {run['status']}")
+        console().print(Text(f"run {run['id']} {run['status']}"))
+
+
+def _add_row(table: Table, *cells: str | Text) -> None:
+    """A row of ``table`` whose text cells are printed as they are, not read as markup."""
+    table.add_row(*(Text(cell) if isinstance(cell, str) else cell for cell in cells))

@@ -38,6 +38,7 @@ except ImportError:  # e.g. on Windows: the standard loop serves, more slowly
 @setting_option("tenant_rate_limit", metavar="RATE")
 @setting_option("tenant_max_in_flight", metavar="N")
 @setting_option("enable_shell")
+@setting_option("shell_tenants", metavar="TENANTS")
 @setting_option("scheduler")
 @click.option(
     "--config",

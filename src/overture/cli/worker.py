@@ -34,6 +34,7 @@ logger = logging.getLogger("overture.worker")
 @setting_option("tenant_rate_limit", metavar="RATE")
 @setting_option("tenant_max_in_flight", metavar="N")
 @setting_option("enable_shell")
+@setting_option("shell_tenants", metavar="TENANTS")
 @setting_option("scheduler")
 @click.option(
     "--poll",

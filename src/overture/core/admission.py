@@ -18,14 +18,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from overture.core.gates import Breaker, Bucket, Gates, Slot
+from overture.core.gates import RESERVED_PREFIX, Breaker, Bucket, Gates, Slot
 
 CircuitStatus = Literal["closed", "open", "half_open"]
 TenantKey = tuple[str, str]
 """(tenant, key): flow state is per tenant."""
 
-TENANT_KEY = "tenant"
-"""The key of the per-tenant default limits (``tenant_rate_limit``, ``tenant_max_in_flight``)."""
+TENANT_KEY = f"{RESERVED_PREFIX}tenant"
+"""The key of the per-tenant default limits (``tenant_rate_limit``, ``tenant_max_in_flight``);
+no workflow's key can be it (see ``gates``)."""
+CIRCUIT_MARK = "\x1fcircuit:"
+"""``blocked_on`` of a job parked by a circuit (then its key): a reset wakes exactly those."""
+MAX_DEFER = 366 * 86400.0
+"""The furthest a claim defers a job, whatever a rate says: a job is looked at again by then."""
 RECHECK = 2.0
 """Seconds before a job refused for a full slot looks again, should its wake-up be missed (a
 store whose wake-ups cannot be missed passes a longer one)."""
@@ -67,6 +72,10 @@ NO_LIMITS = TenantLimits()
 class BucketState:
     tokens: float
     updated: float
+    promised: float = 0.0
+    """When the last job deferred for a token was told to come back: the next one deferred
+    comes a token later, so deferred jobs queue up across claims instead of all coming due
+    at the same instant."""
 
     def refilled(self, bucket: Bucket, now: float) -> float:
         """Tokens at ``now``: what was there plus the refill since, at most a burst."""
@@ -111,7 +120,8 @@ class Acquired:
 class Deferred:
     run_at: float
     blocked_on: str | None = None
-    """The slot key it waits for: a holder letting go wakes it."""
+    """The slot key it waits for (a holder letting go wakes it), or ``CIRCUIT_MARK`` and the
+    circuit's key (a reset wakes it)."""
     reason: Literal["slot", "rate", "circuit"] = "slot"
 
 
@@ -166,13 +176,8 @@ def admit(
     recheck: float = RECHECK,
 ) -> Admission:
     """Take candidates in order until ``limit`` started; defer the ones their gates refuse."""
-    out = Admission()
-    holders = dict(state.holders)
-    run_holders = set(state.run_holders)
-    buckets = dict(state.buckets)
-    circuits = dict(state.circuits)
-    waiting: dict[TenantKey, int] = {}
-    """Jobs deferred per bucket in this claim: each waits one token longer than the last."""
+    claim = _Claim(state, now)
+    out = claim.out
     for c in candidates:
         if len(out.admitted) >= limit:
             break
@@ -180,43 +185,71 @@ def admit(
         circuit: CircuitState | None = None
         if gates.breaker is not None:
             ck = (c.tenant, gates.breaker.key)
-            verdict = _through_circuit(circuits.get(ck, CircuitState()), now)
+            verdict = _through_circuit(claim.circuits.get(ck, CircuitState()), now)
             if isinstance(verdict, Deferred):
-                out.deferred[c.id] = verdict
+                parked = CIRCUIT_MARK + gates.breaker.key
+                out.deferred[c.id] = dataclasses.replace(verdict, blocked_on=parked)
                 continue
             circuit = verdict
-        if blocked := _full_slot(c, gates.slots, holders, run_holders):
+        if blocked := _full_slot(c, gates.slots, claim.holders, claim.run_holders):
             out.deferred[c.id] = Deferred(now + recheck, blocked_on=blocked, reason="slot")
             continue
-        short = _short_bucket(c.tenant, gates.buckets, buckets, now)
+        short = _short_bucket(c.tenant, gates.buckets, claim.buckets, now)
         if short is not None:
-            bk, bucket, tokens = short
-            waiting[bk] = waiting.get(bk, 0) + 1
-            wait = (waiting[bk] - tokens) / bucket.rate
-            out.deferred[c.id] = Deferred(now + wait, reason="rate")
+            out.deferred[c.id] = claim.wait_for_token(*short)
             continue
+        claim.take(c, gates, circuit)
+    return out
+
+
+class _Claim:
+    """What one claim has taken so far, over the stored state it started from."""
+
+    def __init__(self, state: FlowState, now: float) -> None:
+        self.now = now
+        self.out = Admission()
+        self.holders = dict(state.holders)
+        self.run_holders = set(state.run_holders)
+        self.buckets = dict(state.buckets)
+        self.circuits = dict(state.circuits)
+
+    def wait_for_token(self, bk: TenantKey, bucket: Bucket, tokens: float) -> Deferred:
+        """Defer a job to the moment a token is its: after every job deferred before it."""
+        now = self.now
+        before = self.buckets.get(bk, BucketState(bucket.burst, now))
+        at = max(now + (1.0 - tokens) / bucket.rate, before.promised + 1.0 / bucket.rate)
+        at = min(at, now + MAX_DEFER)
+        self.buckets[bk] = self.out.buckets[bk] = dataclasses.replace(before, promised=at)
+        return Deferred(at, reason="rate")
+
+    def take(self, c: Candidate, gates: Gates, circuit: CircuitState | None) -> None:
+        """Start ``c``: its slots, a token from each bucket, and its circuit's probe."""
+        out, now = self.out, self.now
         out.admitted.append(c.id)
         for s in gates.slots:
             sk = (c.tenant, s.key)
             if s.scope == "run":
-                if (c.tenant, s.key, c.run_id) in run_holders:
+                if (c.tenant, s.key, c.run_id) in self.run_holders:
                     continue
-                run_holders.add((c.tenant, s.key, c.run_id))
+                self.run_holders.add((c.tenant, s.key, c.run_id))
                 out.acquired.append(Acquired(c.tenant, s.key, None, c.run_id))
             else:
                 out.acquired.append(Acquired(c.tenant, s.key, c.id, c.run_id))
-            holders[sk] = holders.get(sk, 0) + 1
+            self.holders[sk] = self.holders.get(sk, 0) + 1
         for b in gates.buckets:
             bk = (c.tenant, b.key)
-            tokens = buckets.get(bk, BucketState(b.burst, now)).refilled(b, now)
-            buckets[bk] = out.buckets[bk] = BucketState(tokens - 1.0, now)
+            before = self.buckets.get(bk, BucketState(b.burst, now))
+            # Another claim may have written the bucket at a later instant than this claim's
+            # clock says: never move its time back, or the same interval refills twice.
+            updated = max(now, before.updated)
+            tokens = before.refilled(b, updated) - 1.0
+            self.buckets[bk] = out.buckets[bk] = BucketState(tokens, updated, before.promised)
         if circuit is not None and gates.breaker is not None:
             ck = (c.tenant, gates.breaker.key)
             if circuit.status == "half_open":
                 circuit = dataclasses.replace(circuit, probe=c.id, probe_running=True)
-            if circuit != circuits.get(ck, CircuitState()):
-                circuits[ck] = out.circuits[ck] = circuit
-    return out
+            if circuit != self.circuits.get(ck, CircuitState()):
+                self.circuits[ck] = out.circuits[ck] = circuit
 
 
 def _through_circuit(circuit: CircuitState, now: float) -> CircuitState | Deferred:
@@ -238,9 +271,13 @@ def _full_slot(
     run_holders: set[tuple[str, str, str]],
 ) -> str | None:
     for s in slots:
-        if s.scope == "run" and (c.tenant, s.key, c.run_id) in run_holders:
+        held_by_run = (c.tenant, s.key, c.run_id) in run_holders
+        if s.scope == "run" and held_by_run:
             continue  # the run holds it already: its later steps go through
-        if holders.get((c.tenant, s.key), 0) >= s.limit:
+        held = holders.get((c.tenant, s.key), 0)
+        if held_by_run:
+            held -= 1  # a run's own slot never keeps its steps out of the same key
+        if held >= s.limit:
             return s.key
     return None
 

@@ -12,7 +12,8 @@ None of them holds a worker while it waits:
   the step, and ends the step when the child ends (``overture.core.children``).
 
 Their inputs are checked when the step is scheduled: a bad value fails the step (``bad_input``,
-not retried) before anything waits. Pure: no I/O, no clock.
+not retried) before anything waits. None can be a ``compensate`` action (validation refuses it:
+no compensation is queued as a timer or starts a child). Pure: no I/O, no clock.
 """
 
 from __future__ import annotations

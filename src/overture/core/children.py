@@ -5,7 +5,9 @@ A ``workflow`` step has no job. In the transaction whose transition schedules it
 
 1. starts the child run (``starts`` says which, under an idempotency key derived from the
    parent, the step and the event that scheduled it), recording ``parent_run_id`` and
-   ``parent_step`` in its ``RunStarted``;
+   ``parent_step`` in its ``RunStarted``; each start is checked first against the parent as
+   it is by then (``still_due``): an earlier start refused in the same transition may have
+   failed the run and cancelled the step;
 2. appends to the parent what ``started`` returns: ``StepStarted`` naming the child run, and the
    step's end at once when it does not wait (``wait: false``) or the child already finished.
    A child that cannot start (unknown or disabled workflow, invalid input) fails the step at
@@ -16,7 +18,10 @@ Afterwards, in the transaction in which either side moves:
 - a child run that ends (``parent_of``) ends its parent's step (``ended``: the child's output,
   or ``child_failed`` / ``child_cancelled``, not retried) if that step still waits for it;
 - a parent that stops such a step (cancelled, timed out, run cancelled) cancels the child
-  (``cancels``), whose own children follow the same way.
+  (``Transition.orphans``), whose own children follow the same way.
+
+Callers may not choose idempotency keys in the ``overture:`` namespace (``check_key``): a run
+started under a child's key would be taken for that child.
 
 Both stores persist exactly this, so SQLite and PostgreSQL children behave the same.
 """
@@ -33,7 +38,7 @@ from overture.core.advance import Transition
 from overture.core.builtin_steps import ChildSpec, parse_child
 from overture.core.events import ErrorInfo
 from overture.core.state import TERMINAL_RUN, RunState, RunStatus
-from overture.errors import Conflict, InputInvalid, NotFound
+from overture.errors import Conflict, InputInvalid, NotFound, RequestInvalid
 from overture.serde import JSON
 
 Incoming = Callable[[RunState], list[ev.Event]]
@@ -42,6 +47,9 @@ MAX_DEPTH = 16
 """Child runs started inside one transaction, one inside the other, at most: deeper, the step
 fails (``child_depth_exceeded``). A workflow that starts itself at once would otherwise never
 finish its transaction."""
+
+KEY_PREFIX = "overture:"
+"""The idempotency keys the engine gives the runs it starts itself; refused from callers."""
 
 _ENDINGS = (
     ev.RunSucceeded,
@@ -116,13 +124,32 @@ def starts(t: Transition) -> list[ChildStart]:
                 parent=t.state,
                 step_id=e.step_id,
                 attempt=job.attempt,
-                key=f"overture:child:{t.state.run_id}:{e.step_id}:{seq}",
+                key=f"{KEY_PREFIX}child:{t.state.run_id}:{e.step_id}:{seq}",
                 run_at=job.run_at if job.run_at > e.at else None,
                 spec=spec,
                 error=error,
             )
         )
     return out
+
+
+def still_due(start: ChildStart, parent: RunState) -> bool:
+    """Whether ``parent`` (as it is now) still waits for ``start``'s child run: the step is
+    still queued at that attempt. Otherwise the start is skipped: nothing is written."""
+    s = parent.steps.get(start.step_id)
+    if parent.finished or s is None:
+        return False
+    return s.status == "scheduled" and s.attempt == start.attempt
+
+
+def check_key(key: str | None) -> None:
+    """Refuse a caller's idempotency key in the engine's own namespace (``RequestInvalid``)."""
+    if key is not None and key.startswith(KEY_PREFIX):
+        raise RequestInvalid(
+            f"idempotency key {key!r}: keys starting with {KEY_PREFIX!r} are reserved for the "
+            "runs Overture starts itself (child runs); choose another",
+            code="reserved_idempotency_key",
+        )
 
 
 def started(start: ChildStart, child: ChildRun, at: datetime) -> list[ev.Event]:
@@ -214,11 +241,6 @@ def ended(parent: RunState, step_id: str, child: ChildRun, at: datetime) -> list
     if s is None or s.status != "running" or s.child_run_id != child.run_id:
         return []
     return [_end(step_id, s.attempt, child, at)]
-
-
-def cancels(t: Transition) -> list[tuple[str, str]]:
-    """``(child run id, reason)`` for every child run whose step ``t`` stopped."""
-    return t.orphans
 
 
 def outcome(child: ChildRun) -> tuple[JSON, ErrorInfo | None]:

@@ -127,6 +127,20 @@ def _after_failure(
     workflow: Workflow, state: RunState, s: StepState, now: datetime, *, compensation: bool
 ) -> Command | None:
     """The retry (or crash-budget failure) owed to a failed attempt; ``None`` if it is final."""
+    try:
+        return _retry_of(workflow, state, s, now, compensation=compensation)
+    except TemplateError as error:
+        # The step's flow-control keys no longer render: running it without them could break
+        # a critical section, so it fails instead.
+        failure = ErrorInfo(code=error.code, message=str(error), retryable=False)
+        return cmd.FailStep(
+            step_id=s.id, attempt=s.attempt, error=failure, compensation=compensation
+        )
+
+
+def _retry_of(
+    workflow: Workflow, state: RunState, s: StepState, now: datetime, *, compensation: bool
+) -> Command | None:
     policy = workflow.retry_policy(_spec(workflow, s.id, compensation))
     error = s.error
     if error is None or s.attempt == 0:
@@ -306,12 +320,7 @@ def _job(
 ) -> Job:
     step = workflow.step(s.id)
     spec = _spec(workflow, s.id, compensation)
-    flow = NO_GATES
-    if not compensation:
-        try:
-            flow = step_gates(workflow, step, _scope(state), s.input)
-        except TemplateError:
-            flow = NO_GATES  # rendered once already when first scheduled; the run moved on
+    flow = NO_GATES if compensation else step_gates(workflow, step, _scope(state), s.input)
     return Job(
         step_id=s.id,
         attempt=attempt,

@@ -21,11 +21,13 @@ from overture.core.model import Concurrency, Step, Workflow
 from overture.core.references import Scope
 from overture.core.templates import render
 from overture.errors import TemplateError
-from overture.serde import JSON
+from overture.serde import JSON, UNSTORABLE_TEXT
 
 SlotScope = Literal["job", "run"]
 
 HTTP_HANDLER = "http"
+RESERVED_PREFIX = "overture:"
+"""Keys Overture makes itself (the per-tenant limits) begin so; no workflow's key may."""
 BASE_URL_HOST = "base-url"
 """The host key of http steps that ``call:`` a path of the configured base URL."""
 
@@ -143,4 +145,9 @@ def _key(template: str, scope: Scope, control: str) -> str:
     text = value if isinstance(value, str) else str(value).lower()
     if not text or len(text) > 500:
         raise TemplateError(f"{control} key {template!r} gave {len(text)} characters (1 to 500)")
+    if UNSTORABLE_TEXT.search(text):
+        raise TemplateError(f"{control} key {template!r} gave text with NUL or a lone surrogate")
+    if text.startswith(RESERVED_PREFIX):
+        reserved = f"keys starting {RESERVED_PREFIX!r} are Overture's"
+        raise TemplateError(f"{control} key {template!r}: {reserved}")
     return text

@@ -63,6 +63,9 @@ Rate = Annotated[
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$", max_length=64)]
 WorkflowName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)]
 
+MIN_RATE, MAX_RATE = 1 / (365 * 86400), 1e9
+"""Rates a token bucket accepts, per second: slower would defer a job past any horizon."""
+
 DEFAULT_PRIORITY = 100
 """Lower runs first; a step or run without a priority gets this one."""
 
@@ -141,8 +144,17 @@ class RateLimit(Spec):
     waits for one (it is never failed for it)."""
 
     key: str = Field(min_length=1, max_length=500)
-    rate: Rate
-    burst: int | None = Field(None, ge=1, description="Bucket size; defaults to one second's rate.")
+    rate: Rate = Field(description="At least one a year, at most a billion a second.")
+    burst: int | None = Field(
+        None, ge=1, le=1_000_000_000, description="Bucket size; defaults to one second's rate."
+    )
+
+    @field_validator("rate")
+    @classmethod
+    def _sane_rate(cls, rate: float) -> float:
+        if not MIN_RATE <= rate <= MAX_RATE:
+            raise ValueError(f"a rate must be from one a year to {MAX_RATE:g}/s, got {rate:g}/s")
+        return rate
 
 
 class Circuit(Spec):

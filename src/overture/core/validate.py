@@ -38,7 +38,9 @@ def workflow_problems(workflow: Workflow) -> list[Problem]:
     problems += _cycle_problems(workflow)
     problems += _input_schema_problems(workflow)
     problems += _event_problems(workflow)
+    problems += _run_concurrency_problems(workflow)
     problems += _cron_problems(workflow)
+    problems += _compensation_problems(workflow)
     return problems
 
 
@@ -191,6 +193,27 @@ def _input_schema_problems(workflow: Workflow) -> Iterator[Problem]:
         )
 
 
+def _run_concurrency_problems(workflow: Workflow) -> Iterator[Problem]:
+    """A workflow's concurrency key is the run's: it may read the run, not a step's output."""
+    if workflow.concurrency is None:
+        return
+    path: Path = ("concurrency", "key")
+    key = workflow.concurrency.key
+    broken = template_problems(key)
+    for _, error in broken:
+        yield _problem(f"bad template: {error}", "bad_template", path, None)
+    if broken:
+        return
+    for ref in references(key):
+        if ref.root not in ("input", "run"):
+            yield _problem(
+                f"a workflow's concurrency key may read input.* and run.*, not {ref.text}",
+                "bad_concurrency_key",
+                path,
+                None,
+            )
+
+
 def _event_problems(workflow: Workflow) -> Iterator[Problem]:
     for index, trigger in enumerate(workflow.on.event_triggers()):
         at: Path = ("on", "events", index)
@@ -229,3 +252,18 @@ def _cron_problems(workflow: Workflow) -> Iterator[Problem]:
             time_zone(trigger.timezone)
         except CronInvalid as invalid:
             yield _problem(str(invalid), "bad_timezone", (*at, "timezone"))
+
+
+def _compensation_problems(workflow: Workflow) -> Iterator[Problem]:
+    # builtin_steps needs the model, which needs this module: imported when first used.
+    from overture.core.builtin_steps import ENGINE_STEPS  # noqa: PLC0415
+
+    for index, step in enumerate(workflow.steps):
+        if step.compensate is not None and step.compensate.uses in ENGINE_STEPS:
+            yield _problem(
+                f"{step.compensate.uses!r} cannot undo a step: the engine runs it only as a step "
+                "(a compensation would not wait, or start no run); use a handler",
+                "unsupported_compensation",
+                ("steps", index, "compensate", "uses"),
+                step.id,
+            )

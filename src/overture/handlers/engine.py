@@ -69,7 +69,7 @@ async def workflow(ctx: StepContext, **inputs: JSON) -> None:
     """Never run: the store starts a ``workflow`` step's child run itself."""
     raise NonRetryable(
         "a workflow step starts a child run through the store, not a worker; it cannot run "
-        "as a compensation action or in a runner without a store",
+        "in a runner without a store",
         code="workflow_not_supported",
     )
 

@@ -29,7 +29,6 @@ from overture.errors import NonRetryable
 from overture.handlers.http_auth import AUTH_INPUT, credentials
 from overture.handlers.http_exchange import IDEMPOTENCY_HEADERS, Exchange, retry_after
 from overture.handlers.http_guard import (
-    ALLOW_ENV,
     AddressPolicy,
     GuardedBackend,
     GuardedTransport,
@@ -37,19 +36,19 @@ from overture.handlers.http_guard import (
     allow_entry,
     resolve_host,
 )
+from overture.handlers.http_redirects import DEFAULT_MAX_REDIRECTS
 from overture.runtime.context import StepContext
 from overture.serde import JSON
 
 __all__ = ["HTTP_INPUT", "HTTP_OUTPUT", "HttpHandler", "HttpSettings", "retry_after"]
 
 BASE_URL_ENV = "OVERTURE_HTTP_BASE_URL"
-MAX_RESPONSE_ENV = "OVERTURE_HTTP_MAX_RESPONSE_BYTES"
-DEFAULT_MAX_REDIRECTS = 5
+MAX_RESPONSE_SETTING = "http_max_response_bytes (OVERTURE_HTTP_MAX_RESPONSE_BYTES)"
 DEFAULT_HEADERS = {
     "User-Agent": f"overture/{__version__}",
     "Accept": "*/*",
-    # Uncompressed, so max_response_bytes counts what arrives and no small compressed body can
-    # inflate to gigabytes in memory before the count sees it.
+    # A polite request: a server that compresses anyway is read within the size cap all the
+    # same (gzip, deflate), or refused (see http_exchange).
     "Accept-Encoding": "identity",
 }
 
@@ -62,15 +61,16 @@ class HttpSettings:
     """How the ``http`` handler reaches the outside world."""
 
     base_url: str | None = None
-    """Where ``call: /path`` goes (``OVERTURE_HTTP_BASE_URL``); the SSRF guard trusts its host."""
+    """Where ``call: /path`` goes (``OVERTURE_HTTP_BASE_URL``); the SSRF guard trusts its origin
+    (host and port)."""
     allow: tuple[str, ...] = ()
     """Hosts and CIDRs the SSRF guard lets through although not public
     (``OVERTURE_HTTP_ALLOWED_NETWORKS``)."""
     timeout: float = 30.0
-    """Seconds per request unless a step sets ``timeout``."""
+    """Seconds for a whole call (redirects and body included) unless a step sets ``timeout``."""
     max_response_bytes: int = 10 * 1024 * 1024
-    """A larger response body fails the step unless it sets ``max_response_bytes``
-    (``OVERTURE_HTTP_MAX_RESPONSE_BYTES``)."""
+    """A larger response body fails the step (``OVERTURE_HTTP_MAX_RESPONSE_BYTES``); a step's
+    ``max_response_bytes`` may lower it, never raise it."""
 
     def __post_init__(self) -> None:
         if self.base_url is not None:
@@ -86,19 +86,6 @@ class HttpSettings:
                 f"HttpSettings.max_response_bytes must be positive, got {self.max_response_bytes!r}"
             )
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> HttpSettings:
-        """Settings from ``OVERTURE_HTTP_BASE_URL``, ``OVERTURE_HTTP_ALLOWED_NETWORKS`` (a comma
-        list) and ``OVERTURE_HTTP_MAX_RESPONSE_BYTES``."""
-        base_url = environ.get(BASE_URL_ENV, "").strip() or None
-        allow = tuple(entry for entry in environ.get(ALLOW_ENV, "").split(",") if entry.strip())
-        limit = environ.get(MAX_RESPONSE_ENV, "").strip()
-        if limit and not limit.isdigit():
-            raise ValueError(f"{MAX_RESPONSE_ENV} must be a number of bytes, got {limit!r}")
-        if limit:
-            return cls(base_url=base_url, allow=allow, max_response_bytes=int(limit))
-        return cls(base_url=base_url, allow=allow)
-
 
 def _checked_base_url(url: str) -> str:
     try:
@@ -107,6 +94,12 @@ def _checked_base_url(url: str) -> str:
         parsed = httpx.URL()
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ValueError(f"{BASE_URL_ENV} must be an http(s) URL with a host, got {url!r}")
+    if parsed.userinfo:
+        # Not quoted: the password is in it.
+        raise ValueError(
+            f"{BASE_URL_ENV} may not carry credentials (user:password@): they would not be "
+            "sent; give steps `auth:` instead"
+        )
     return url.rstrip("/")
 
 
@@ -201,11 +194,21 @@ class HttpHandler:
 
         ``url``, or ``call`` (a path on the configured base URL); ``method`` (GET), ``headers``,
         ``query``, ``json`` or ``body``, ``auth`` (``bearer`` or ``jwt``), ``timeout`` (seconds),
-        ``follow_redirects`` (false) and ``max_redirects`` (5), ``max_response_bytes``. See
-        ``http_exchange`` for how a call ends.
+        ``follow_redirects`` (false) and ``max_redirects`` (5), ``max_response_bytes`` (at most
+        the setting). See ``http_exchange`` for how a call ends.
         """
         if json is not None and body is not None:
             raise NonRetryable("give `json` or `body`, not both", code="bad_input")
+        ceiling = self.settings.max_response_bytes
+        if max_response_bytes is not None and max_response_bytes > ceiling:
+            # Refused before anything is sent, rather than lowered: a POST would otherwise do
+            # its work and only then fail on a limit the step did not ask for.
+            raise NonRetryable(
+                f"`max_response_bytes: {max_response_bytes}` is over this worker's ceiling, "
+                f"{MAX_RESPONSE_SETTING} = {ceiling}: lower it, or have the operator raise "
+                "the setting",
+                code="bad_input",
+            )
         own = {name: _header_value(value) for name, value in (headers or {}).items()}
         sent = _with_idempotency_key(own, ctx.idempotency_key)
         hidden: tuple[str, ...] = ()
@@ -223,11 +226,10 @@ class HttpHandler:
             credentials=hidden,
             follow_redirects=follow_redirects,
             max_redirects=max_redirects,
-            max_bytes=max_response_bytes or self.settings.max_response_bytes,
+            max_bytes=max_response_bytes or ceiling,
+            timeout=timeout or self.settings.timeout,
         )
-        request = _request(
-            exchange, sent, query, json, body, timeout=timeout or self.settings.timeout
-        )
+        request = _request(exchange, sent, query, json, body)
         response, content = await exchange.send(self._pooled_transport(), request)
         ctx.log(f"{exchange.method} {exchange.where} -> {response.status_code}")
         output = exchange.outcome(response, content, ctx.clock.now())
@@ -248,11 +250,17 @@ class HttpHandler:
             return self.settings.base_url + call
         assert url is not None
         try:
-            scheme = httpx.URL(url).scheme
+            parsed = httpx.URL(url)
         except httpx.InvalidURL as error:
             raise NonRetryable(f"`url` is not a URL: {error}", code="bad_url") from None
-        if scheme not in ("http", "https"):
+        if parsed.scheme not in ("http", "https"):
             raise NonRetryable("`url` must start with http:// or https://", code="bad_url")
+        if parsed.userinfo:
+            raise NonRetryable(
+                "`url` may not carry credentials (user:password@): they would not be sent; "
+                "give them in `auth:` (or an Authorization header) instead",
+                code="bad_url",
+            )
         return url
 
 
@@ -262,8 +270,6 @@ def _request(
     query: Mapping[str, Any] | None,
     json: JSON,
     body: str | None,
-    *,
-    timeout: float,
 ) -> httpx.Request:
     """The first request: our default headers under the step's (compared case-insensitively)."""
     sent = httpx.Headers(DEFAULT_HEADERS)
@@ -276,7 +282,8 @@ def _request(
             headers=sent,
             json=json,
             content=body,
-            extensions={"timeout": httpx.Timeout(timeout).as_dict()},
+            # Each connect and read is bounded too; Exchange.send bounds the whole call.
+            extensions={"timeout": httpx.Timeout(exchange.timeout).as_dict()},
         )
     except httpx.InvalidURL as error:
         raise NonRetryable(f"bad url {exchange.where}: {error}", code="bad_url") from None

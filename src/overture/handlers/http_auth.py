@@ -3,9 +3,11 @@
     auth: {bearer: "${secrets.AGENT_TOKEN}"}
     auth: {jwt: {secret: "${secrets.SERVICE_JWT_SECRET}", claims: {role: service_role}, ttl: 300}}
 
-Both are sent as ``Authorization: Bearer <token>``. A JWT is signed with HMAC (HS256 by default)
-and carries ``iat`` (the step's clock) and ``exp`` (``iat + ttl``), so a token that leaks is only
-good for minutes. HMAC from the standard library is all HS256 needs, hence no JWT dependency.
+Both are sent as ``Authorization: Bearer <token>`` (a ``bearer`` value that already starts with
+``Bearer `` is sent once, not as ``Bearer Bearer ...``). A JWT is signed with HMAC (HS256 by
+default) and carries ``iat`` (the step's clock) and ``exp`` (``iat + ttl``), so a token that leaks
+is only good for minutes. HMAC from the standard library is all HS256 needs, hence no JWT
+dependency.
 
 ``Credentials.values`` are what no output, message or log line may contain: the token, the
 signed JWT (derived from a secret, so no redaction of secrets would find it) and the signing key.
@@ -27,6 +29,7 @@ from overture.serde import JSON
 
 ALGORITHMS = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
 DEFAULT_TTL = 300
+SCHEME = "Bearer "
 TIME_CLAIMS = ("iat", "exp")
 """Set by the handler from the step's clock and ``ttl``; a step's ``claims`` may not set them."""
 
@@ -65,7 +68,11 @@ def credentials(auth: Mapping[str, Any], now: datetime) -> Credentials:
     """The header for ``auth`` (already checked against ``AUTH_INPUT``), a JWT issued at ``now``."""
     if "bearer" in auth:
         token = str(auth["bearer"])
-        return Credentials(authorization=f"Bearer {token}", values=(token,))
+        if token[: len(SCHEME)].lower() == SCHEME.lower():
+            token = token[len(SCHEME) :].strip()  # given whole header value: not "Bearer Bearer"
+        if not token.strip():
+            raise NonRetryable("auth.bearer holds no token", code="bad_input")
+        return Credentials(authorization=f"{SCHEME}{token}", values=(token,))
     spec = auth["jwt"]
     claims: dict[str, JSON] = dict(spec.get("claims") or {})
     if given := [name for name in TIME_CLAIMS if name in claims]:
@@ -78,7 +85,7 @@ def credentials(auth: Mapping[str, Any], now: datetime) -> Credentials:
     claims.update(iat=issued, exp=issued + int(spec.get("ttl", DEFAULT_TTL)))
     secret = str(spec["secret"])
     token = sign_jwt(claims, secret, spec.get("algorithm", "HS256"))
-    return Credentials(authorization=f"Bearer {token}", values=(token, secret))
+    return Credentials(authorization=f"{SCHEME}{token}", values=(token, secret))
 
 
 def sign_jwt(claims: Mapping[str, JSON], secret: str, algorithm: str = "HS256") -> str:

@@ -5,8 +5,15 @@ and decide how the step ends.
     2xx JSON {"ok": false}     fails: agent_not_ok (retried only if the body says "retryable")
     408, 425, 429, 5xx         retried after Retry-After (seconds or an HTTP date, capped)
     timeout, network error     retried: http_timeout, http_network_error
+    a certificate not trusted  fails at once: tls_error
     any other 4xx              fails at once: http_<status>
     too large a body           fails at once: response_too_large
+    a body in br, zstd...      fails at once: unsupported_encoding
+
+``timeout`` bounds the whole exchange (every redirect, every byte of the body), not each read:
+a server that trickles a byte now and then cannot keep an attempt alive. The size cap counts
+the bytes that arrive and, for a gzip or deflate body, the bytes it decodes to, which never
+exceed the cap in memory: a small compressed body cannot inflate to gigabytes.
 
 Nothing secret may leave: messages name the URL without its query or credentials, text from the
 server has the step's header values and credentials replaced by ``***``, and the output has
@@ -15,17 +22,21 @@ secrets and credentials masked, in case the server echoes them.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import ssl
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import TypeVar
 
 import httpx
 
 from overture import serde
 from overture.errors import NonRetryable, Retry, StepError
-from overture.handlers.http_redirects import next_hop, origin
+from overture.handlers.http_redirects import DEFAULT_MAX_REDIRECTS, next_hop, origin
 from overture.runtime.redaction import REDACTED, redact_json
 from overture.serde import JSON
 
@@ -40,6 +51,12 @@ EXCERPT_CHARS = 200
 MIN_SCRUBBED = 4
 """Shorter header values are not scrubbed from server text: they are no secret, and replacing
 every "1" would garble the message."""
+WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+"""The content codings the handler decodes (zlib's window bits for each); it refuses others."""
+
+IDENTITY = ("", "identity")
+
+E = TypeVar("E", bound=BaseException)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -53,8 +70,11 @@ class Exchange:
     credentials: tuple[str, ...] = ()
     """Values ``auth`` produced (token, JWT, signing key): never in a message or the output."""
     follow_redirects: bool = False
-    max_redirects: int = 5
+    max_redirects: int = DEFAULT_MAX_REDIRECTS
     max_bytes: int
+    """The most bytes the body may take, as it arrives and decoded."""
+    timeout: float
+    """Seconds for the whole exchange: every hop, and the body read to its end."""
 
     @property
     def where(self) -> str:
@@ -82,7 +102,24 @@ class Exchange:
     async def send(
         self, transport: httpx.AsyncBaseTransport, request: httpx.Request
     ) -> tuple[httpx.Response, bytes]:
-        """The final response and its body, following redirects (each hop guarded) if asked."""
+        """The final response and its body, following redirects (each hop guarded) if asked,
+        all within ``timeout``."""
+        deadline = asyncio.timeout(self.timeout)
+        try:
+            async with deadline:
+                return await self._exchange(transport, request)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise _retry(
+                f"{self.method} {self.where} timed out: no complete response within "
+                f"{self.timeout:g}s",
+                code="http_timeout",
+            ) from None
+
+    async def _exchange(
+        self, transport: httpx.AsyncBaseTransport, request: httpx.Request
+    ) -> tuple[httpx.Response, bytes]:
         first = origin(request.url)
         private = {name.lower() for name in self.headers} | {"authorization"}
         private -= {name.lower() for name in IDEMPOTENCY_HEADERS}
@@ -115,30 +152,75 @@ class Exchange:
         return response
 
     async def _read(self, response: httpx.Response) -> bytes:
+        """The body, decoded: at most ``max_bytes`` arrive and at most that many are decoded.
+        Raw chunks, decoded here: httpx's own decoders would inflate a whole chunk at once."""
         declared = response.headers.get("content-length", "")
-        encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
         bodiless = response.request.method == "HEAD"  # its Content-Length is the GET's
-        if declared.isdigit() and int(declared) > self.max_bytes and not (encoded or bodiless):
+        if declared.isdigit() and int(declared) > self.max_bytes and not bodiless:
             raise self._too_large()  # said so up front: read none of it
+        decoder: Decoder | None = None
         content = bytearray()
+        arrived = 0
         try:
-            async for chunk in response.aiter_bytes():
-                content += chunk
-                if len(content) > self.max_bytes:
+            async for chunk in response.aiter_raw():
+                arrived += len(chunk)
+                if arrived > self.max_bytes:
                     raise self._too_large()  # the rest is never read
+                if not chunk:
+                    continue
+                decoder = decoder or self._decoder(response)
+                if decoder is None:
+                    return b""  # a failure status in a coding we cannot read: the status says
+                content += decoder.decode(chunk, self.max_bytes - len(content))
+                if len(content) > self.max_bytes:
+                    raise self._too_large()
         except httpx.RequestError as error:
             raise self._request_failed(error) from None
+        except zlib.error as error:
+            raise _retry(
+                f"{self.method} {self.where}: its body is not valid "
+                f"{response.headers.get('content-encoding')}: {error}",
+                code="http_network_error",
+            ) from None
         return bytes(content)
+
+    def _decoder(self, response: httpx.Response) -> Decoder | None:
+        """How to undo the body's Content-Encoding; None when the status fails the step anyway
+        and the coding is one the handler cannot read (the status decides, without an excerpt)."""
+        said = response.headers.get("content-encoding", "")
+        codings = [c for c in (c.strip().lower() for c in said.split(",")) if c not in IDENTITY]
+        if not codings:
+            return Decoder(None)
+        if len(codings) == 1 and codings[0] in WBITS:
+            return Decoder(codings[0])
+        if response.status_code >= 400:
+            return None
+        raise NonRetryable(
+            f"{self.method} {self.where} answered {response.status_code} with Content-Encoding "
+            f"{said!r}, which the handler does not read (it asks for identity, and reads gzip "
+            "and deflate)",
+            code="unsupported_encoding",
+            details={"status": response.status_code},
+        )
 
     def _too_large(self) -> NonRetryable:
         return NonRetryable(
             f"{self.method} {self.where}: the response is larger than {self.max_bytes} bytes "
-            "(raise max_response_bytes if this is expected)",
+            "(if this is expected, raise the step's max_response_bytes; the "
+            "http_max_response_bytes setting is its ceiling)",
             code="response_too_large",
         )
 
     def _request_failed(self, error: httpx.RequestError) -> StepError:
         kind = type(error).__name__
+        if (refused := _cause(error, ssl.SSLCertVerificationError)) is not None:
+            # The caller's configuration, not an outage: retrying would meet the same certificate.
+            return NonRetryable(
+                f"{self.method} {self.where}: TLS certificate verification failed: "
+                f"{self.scrub(str(refused))} (trust a private certificate authority with "
+                "SSL_CERT_FILE or SSL_CERT_DIR)",
+                code="tls_error",
+            )
         if isinstance(error, httpx.TimeoutException):
             return _retry(f"{self.method} {self.where} timed out ({kind})", code="http_timeout")
         if isinstance(error, httpx.LocalProtocolError | httpx.UnsupportedProtocol):
@@ -188,6 +270,47 @@ class Exchange:
         return NonRetryable(message, code="agent_not_ok", details={"status": status})
 
 
+class Decoder:
+    """A body's content coding undone chunk by chunk, never producing more than it is given
+    room for, so the decoded body is bounded however small the compressed one is."""
+
+    def __init__(self, coding: str | None) -> None:
+        self._coding = coding
+        self._inflate = zlib.decompressobj(WBITS[coding]) if coding else None
+        self._started = False
+
+    def decode(self, chunk: bytes, room: int) -> bytes:
+        """``chunk`` decoded, but at most ``room + 1`` bytes of it (more than ``room``: too
+        large, and the rest is never inflated)."""
+        if self._inflate is None:
+            return chunk
+        try:
+            out = self._inflate.decompress(chunk, room + 1)
+        except zlib.error:
+            if self._started or self._coding != "deflate":
+                raise
+            # "deflate" is meant to be zlib-wrapped, but some servers send it raw (as httpx reads).
+            self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+            out = self._inflate.decompress(chunk, room + 1)
+        self._started = True
+        while self._inflate.unconsumed_tail and len(out) <= room:
+            out += self._inflate.decompress(self._inflate.unconsumed_tail, room + 1 - len(out))
+        return out
+
+
+def _cause(error: BaseException, kind: type[E]) -> E | None:
+    """The first exception of ``kind`` in ``error``'s chain of causes (httpx wraps httpcore's
+    error, which wraps the socket's)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _retry(message: str, *, code: str, delay: float | None = None, status: int = 0) -> Retry:
     retry = Retry(message, code=code, delay=delay)
     if status:  # Retry takes no details argument; it has the attribute all the same
@@ -200,7 +323,7 @@ def retry_after(value: str | None, now: datetime) -> float | None:
     or unreadable."""
     if value is None or not (value := value.strip()):
         return None
-    if re.fullmatch(r"\d+(\.\d+)?", value):
+    if re.fullmatch(r"[0-9]+(\.[0-9]+)?", value):  # \d would take any script's digits
         seconds = float(value)
     else:
         try:

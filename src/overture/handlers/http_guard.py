@@ -24,6 +24,7 @@ import httpcore
 import httpx
 
 from overture.errors import NonRetryable
+from overture.handlers.http_redirects import origin
 
 ALLOW_ENV = "OVERTURE_HTTP_ALLOWED_NETWORKS"
 
@@ -93,21 +94,28 @@ class AddressPolicy:
     """Which addresses the guard lets a connection go to."""
 
     trusted_hosts: frozenset[str]
+    """Allow-listed host names, on any port."""
     allowed_networks: tuple[IPNetwork, ...]
+    trusted_origin: tuple[str, int] | None = None
+    """The base URL's host and port: trusted there only, not on the host's other ports (an
+    admin port beside the API). The scheme needs no checking: a socket goes to a host and port."""
 
     @classmethod
     def of(cls, allow: Iterable[str], base_url: str | None) -> AddressPolicy:
-        """The policy for an allow-list, trusting ``base_url``'s host (the operator chose it)."""
+        """The policy for an allow-list, trusting ``base_url``'s origin (the operator chose it)."""
         entries = [allow_entry(entry) for entry in allow]
-        hosts = {entry for entry in entries if isinstance(entry, str)}
-        if base_url is not None:
-            hosts.add(_normal_host(httpx.URL(base_url).host))
+        hosts = frozenset(entry for entry in entries if isinstance(entry, str))
         networks = tuple(entry for entry in entries if not isinstance(entry, str))
-        return cls(frozenset(hosts), networks)
+        trusted = None
+        if base_url is not None:
+            _, host, port = origin(httpx.URL(base_url))
+            trusted = (_normal_host(host), port)
+        return cls(hosts, networks, trusted)
 
-    def permits(self, host: str, address: IPAddress) -> bool:
-        """Whether a connection for ``host`` may go to ``address``."""
-        if _normal_host(host) in self.trusted_hosts:
+    def permits(self, host: str, port: int, address: IPAddress) -> bool:
+        """Whether a connection for ``host`` and ``port`` may go to ``address``."""
+        name = _normal_host(host)
+        if name in self.trusted_hosts or (name, port) == self.trusted_origin:
             return True
         unwrapped = getattr(address, "ipv4_mapped", None) or address
         if any(unwrapped in network for network in self.allowed_networks):
@@ -154,7 +162,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         addresses = await self._lookup(host, port, timeout)
-        permitted = [address for address in addresses if self._policy.permits(host, address)]
+        permitted = [a for a in addresses if self._policy.permits(host, port, a)]
         if not permitted:
             raise AddressBlocked(host, addresses[0])
         failure: httpcore.ConnectError | None = None

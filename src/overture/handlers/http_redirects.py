@@ -15,6 +15,9 @@ import httpx
 from overture.errors import NonRetryable
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+DEFAULT_MAX_REDIRECTS = 5
+"""How many redirects a step with ``follow_redirects: true`` follows unless it sets
+``max_redirects``."""
 DEFAULT_PORTS = {"http": 80, "https": 443}
 BODY_HEADERS = ("content-length", "content-type", "transfer-encoding")
 

@@ -25,8 +25,8 @@ class ProcessHandlers:
 def process_handlers(settings: Settings, *, option: str = "--app") -> ProcessHandlers:
     """``settings.app``'s registry (``MODULE:ATTR``) with the built-in handlers added; the
     ``http`` handler configured by ``http_base_url`` and ``http_allowed_networks``, ``shell``
-    running commands only with ``enable_shell``. ``option`` names the flag that gave ``app``,
-    for the error when it cannot be loaded."""
+    running commands only with ``enable_shell`` (and only for ``shell_tenants``, if any).
+    ``option`` names the flag that gave ``app``, for the error when it cannot be loaded."""
     try:
         http = HttpSettings(
             base_url=settings.http_base_url,
@@ -35,7 +35,8 @@ def process_handlers(settings: Settings, *, option: str = "--app") -> ProcessHan
         )
     except ValueError as error:
         raise SettingsInvalid(f"http settings: {error}") from None
-    builtin = builtin_registry(http, shell=ShellSettings(enabled=settings.enable_shell))
+    shell = ShellSettings(enabled=settings.enable_shell, tenants=settings.shell_tenants)
+    builtin = builtin_registry(http, shell=shell)
     if settings.app is None:
         return ProcessHandlers(builtin, builtin)
     try:

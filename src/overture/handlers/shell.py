@@ -9,23 +9,33 @@
 
 Off unless the process runs with ``OVERTURE_ENABLE_SHELL`` set: a workflow author should not get
 a shell on every worker by default. When off, the handler is still registered (so workflows
-validate everywhere) and every call fails at once with ``shell_disabled``.
+validate everywhere) and every call fails at once with ``shell_disabled``. ``shell_tenants``
+narrows it to some tenants: any tenant with a key that may start runs could otherwise run
+programs as the worker's OS user.
 
 The command runs in a process group of its own. Its own ``timeout``, the step's timeout, a
 cancelled run and a stopping worker all end the same way: SIGTERM to the whole group, a short
 grace, then SIGKILL, so grandchildren never outlive the step. Processes still running in the
 group when the command exits are stopped the same way, else they would hold its output pipes
-open. The child sees only a minimal environment plus what the step names: never the worker's
-own, which holds ``OVERTURE_SECRET_*`` values and database credentials.
+open. The child is given only a minimal environment plus what the step names, not the worker's
+own (which holds ``OVERTURE_SECRET_*`` values and database credentials), and the worker makes
+itself non-dumpable so that the child cannot read that environment from ``/proc`` either. The
+command's lines are logged as they come, into the attempt's log, which is stored with the
+attempt's completion.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import functools
+import logging
 import os
 import shlex
+import shutil
 import signal
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,7 +48,10 @@ from overture.handlers.shell_output import Capture, pump
 from overture.runtime.context import StepContext
 from overture.serde import JSON
 
+logger = logging.getLogger("overture.shell")
+
 ENABLE_ENV = "OVERTURE_ENABLE_SHELL"
+TENANTS_ENV = "OVERTURE_SHELL_TENANTS"
 DEFAULT_INHERITED = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR")
 """What the child gets from the worker's environment unless the step's ``inherit_env`` adds more."""
 RESERVED_PREFIX = "OVERTURE_"
@@ -55,6 +68,9 @@ class ShellSettings:
 
     enabled: bool = False
     """Run commands at all (``OVERTURE_ENABLE_SHELL``); when off every call fails at once."""
+    tenants: tuple[str, ...] = ()
+    """The tenants whose commands run (``OVERTURE_SHELL_TENANTS``); empty: every tenant's.
+    Another tenant's shell steps fail at once with ``shell_not_allowed``."""
     grace: float = 2.0
     """Seconds between SIGTERM and SIGKILL when a command's process group is stopped."""
     max_output_bytes: int = 64 * 1024
@@ -104,6 +120,8 @@ class ShellHandler:
 
     def __init__(self, settings: ShellSettings | None = None) -> None:
         self.settings = settings or ShellSettings()
+        if self.settings.enabled:
+            forbid_dumping()
 
     async def shell(
         self,
@@ -126,13 +144,20 @@ class ShellHandler:
         from the worker's environment besides PATH, HOME, USER, LANG, LC_ALL, TZ, TMPDIR),
         ``timeout`` (seconds), ``stdin``, ``max_output_bytes`` (per stream, logged and kept),
         ``ok_exit_codes`` ([0]), ``retry_exit_codes`` (exit codes worth another attempt).
-        Output lines go to the step's log as they come.
+        Output lines go to the attempt's log, stored when the attempt ends.
         """
         if not self.settings.enabled:
             raise NonRetryable(
                 f"shell steps are disabled on this worker: set {ENABLE_ENV}=1 (or "
                 "--enable-shell, or enable_shell = true in overture.toml) where steps run",
                 code="shell_disabled",
+            )
+        if self.settings.tenants and ctx.tenant not in self.settings.tenants:
+            # The allowed tenants are not listed: one tenant need not learn the others' names.
+            raise NonRetryable(
+                f"tenant {ctx.tenant!r} may not run shell steps on this worker: its "
+                f"shell_tenants setting ({TENANTS_ENV}) does not name it",
+                code="shell_not_allowed",
             )
         if os.name != "posix":
             raise NonRetryable("shell steps need a POSIX system", code="shell_unsupported")
@@ -157,6 +182,39 @@ class ShellHandler:
             "stderr": run.stderr.text(),
             "duration": duration,
         }
+
+
+# --- the worker's own environment ------------------------------------------------------------
+
+PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4
+"""``prctl`` options, from <linux/prctl.h>."""
+
+
+@functools.cache
+def forbid_dumping() -> None:
+    """Make this process non-dumpable (on Linux; elsewhere nothing is done), once per process.
+
+    Commands run as the worker's OS user, and the kernel lets a process read
+    ``/proc/<pid>/environ`` and ``/proc/<pid>/mem`` of, or ptrace, any process of its own user:
+    a command given a minimal environment could still read the worker's, with every
+    ``OVERTURE_SECRET_*`` value and the database URL, from ``/proc/$PPID/environ``. A
+    non-dumpable process is out of reach of the other processes of its user. What it does not
+    stop: root and processes with CAP_SYS_PTRACE still read it; the worker's files
+    (``overture.toml``, a SQLite database, a ``.env``) stay readable to its commands, and so do
+    other processes of the same user (a wrapper shell that did not ``exec`` the worker, an
+    Overture process with shell steps off). The worker no longer writes core dumps. A command is
+    dumpable again once it has started (``execve`` resets it), so it loses nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        reason = os.strerror(ctypes.get_errno())
+        logger.warning(
+            "could not make the worker non-dumpable (%s): shell commands may read its "
+            "environment from /proc",
+            reason,
+        )
 
 
 # --- checking the inputs -----------------------------------------------------------------------
@@ -247,7 +305,7 @@ class _Run:
                 start_new_session=True,
             )
         except (FileNotFoundError, PermissionError, NotADirectoryError) as error:
-            raise self._not_found(error) from None
+            raise self._not_started(error, cwd, env.get("PATH")) from None
         except OSError as error:  # out of processes or file descriptors: may pass
             retry = Retry(
                 f"could not start {self.command[0]!r}: {error}", code="shell_spawn_failed"
@@ -256,9 +314,26 @@ class _Run:
         self.started = time.monotonic()
         return process
 
-    def _not_found(self, error: OSError) -> StepError:
+    def _not_started(self, error: OSError, cwd: str | None, path: str | None) -> StepError:
+        """Why the command could not start; ``error.filename`` names what failed: ``cwd`` when
+        the worker could not enter it, else the program (which, if it exists, lacks its ``#!``
+        interpreter or its loader)."""
         program = self.command[0]
-        what = "is not executable" if isinstance(error, PermissionError) else "was not found"
+        if cwd is not None and error.filename == cwd:
+            hint = isinstance(error, PermissionError) and " (the worker's OS user may not enter it)"
+            return NonRetryable(
+                f"cannot run {program!r} in cwd {cwd!r}: {error.strerror}{hint or ''}",
+                code="shell_cwd_not_found",
+            )
+        if isinstance(error, PermissionError):
+            what = "is not executable"
+        elif found := _existing(program, cwd, path):
+            return NonRetryable(
+                f"{program!r} ({found}) exists but cannot start: {_missing_part(found)}",
+                code="shell_not_found",
+            )
+        else:
+            what = "was not found"
         if "/" not in program:
             what += " on the PATH the command gets (set PATH in env, or give its full path)"
         return NonRetryable(f"{program!r} {what}", code="shell_not_found")
@@ -276,7 +351,7 @@ class _Run:
         ]
         if stdin is not None:
             readers.append(asyncio.create_task(_feed(process, stdin)))
-        timed_out = False
+        timed_out = stopped = False
         try:
             try:
                 async with asyncio.timeout(timeout):
@@ -285,16 +360,21 @@ class _Run:
                 timed_out = True
                 self.ctx.log(f"timed out after {timeout:g}s: stopping it", level="warning")
             else:
-                if _group_alive(process.pid):
+                stopped = not _group_alive(process.pid)  # the usual case: nothing left
+                if not stopped:
                     self.ctx.log("stopping the processes the command left running", level="warning")
-            await _stop_group(process, self.settings.grace)
+            if not stopped:
+                await _stop_group(process, self.settings.grace)
+                stopped = True
             await self._finish_reading(readers)
         finally:
-            # Cancelled (step timeout, run cancelled, worker stopping) or failed above: the group
-            # goes, whatever state it is in. A no-op when it has already gone.
             for task in readers:
                 task.cancel()
-            await _stop_group(process, self.settings.grace)
+            # Cancelled (step timeout, run cancelled, worker stopping) or failed above: the group
+            # goes, whatever state it is in. Never once it was found gone with its leader reaped:
+            # the kernel may since have given its id to another process group.
+            if not stopped:
+                await _stop_group(process, self.settings.grace)
             await asyncio.gather(*readers, return_exceptions=True)
             _close_pipes(process)
         if timed_out:
@@ -335,6 +415,27 @@ class _Run:
         return f"{message}: {' | '.join(last)}" if last else message
 
 
+def _existing(program: str, cwd: str | None, path: str | None) -> str | None:
+    """The file ``program`` names, found as the system looks it up, or None."""
+    if "/" in program:
+        found = Path(cwd or ".", program)
+        return str(found) if found.is_file() else None
+    return shutil.which(program, path=path)
+
+
+def _missing_part(file: str) -> str:
+    """What a program that exists but is "not found" by ``execve`` lacks."""
+    try:
+        with open(file, "rb") as opened:
+            first = opened.readline(256)
+    except OSError:
+        first = b""
+    if first.startswith(b"#!") and (words := first[2:].split()):
+        interpreter = words[0].decode(errors="replace")
+        return f"its interpreter {interpreter!r} (its #! line) was not found"
+    return "a file it needs to start (its #! interpreter or its dynamic loader) was not found"
+
+
 def _close_pipes(process: asyncio.subprocess.Process) -> None:
     """Close our ends of the pipes (no-op when they reached their end), so that a process that
     left the group and holds them leaks no file descriptors and no transport here."""
@@ -367,16 +468,18 @@ async def _stop_group(process: asyncio.subprocess.Process, grace: float) -> None
     group = process.pid  # start_new_session: the command leads a group with its own pid
     if process.returncode is not None and not _group_alive(group):
         return
+    gone = False
     try:
         _signal_group(group, signal.SIGTERM)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         while loop.time() < deadline:
-            if process.returncode is not None and not _group_alive(group):
+            if gone := process.returncode is not None and not _group_alive(group):
                 break
             await asyncio.sleep(STOP_POLL)
     finally:
-        if process.returncode is None or _group_alive(group):
+        # Once found gone (leader reaped, no member left), the group's id is no longer ours.
+        if not gone and (process.returncode is None or _group_alive(group)):
             _signal_group(group, signal.SIGKILL)
     await _exited(process)
 

@@ -3,8 +3,10 @@ admission sees them, and back (see ``overture.core.admission``)."""
 
 from __future__ import annotations
 
+import heapq
+import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from overture import serde
@@ -111,9 +113,32 @@ def breaker_row(tenant: str, b: Breaker, state: CircuitState) -> tuple[Any, ...]
     )
 
 
-def seconds(moment: datetime) -> float:
-    return moment.timestamp()
+class SoonestDeferred:
+    """When the jobs this process's claims deferred come due, so an idle worker wakes for each.
 
+    A deferred job wakes nobody when its time comes: without this a worker would find it only at
+    its next poll, and a rate faster than the poll (or whose burst is smaller than a poll's
+    worth) would lose the tokens in between. Jobs other processes deferred are found by polling.
+    """
 
-def moment(at: float | None) -> datetime | None:
-    return None if at is None else datetime.fromtimestamp(at, UTC)
+    __slots__ = ("times",)
+    KEPT = 10_000
+    """Times remembered at most (the soonest ones): a bound, not a working limit."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def note(self, deferred: Iterable[float]) -> None:
+        for at in deferred:
+            heapq.heappush(self.times, at)
+        if len(self.times) > self.KEPT:
+            self.times = heapq.nsmallest(self.KEPT // 2, self.times)
+
+    def bound(self, timeout: float) -> float:
+        """``timeout``, shortened to when the next deferred job comes due."""
+        now = time.time()
+        while self.times and self.times[0] <= now:
+            heapq.heappop(self.times)  # due already: the claim before this wait looked
+        if not self.times:
+            return timeout
+        return max(0.0, min(timeout, self.times[0] - now))

@@ -13,7 +13,7 @@ from typing import Any
 
 from overture import serde
 from overture.core import admission
-from overture.core.admission import Admission, FlowKeys, FlowState, TenantLimits
+from overture.core.admission import CIRCUIT_MARK, Admission, FlowKeys, FlowState, TenantLimits
 from overture.core.events import ErrorInfo
 from overture.core.gates import Breaker, Gates
 from overture.errors import NotFound
@@ -23,10 +23,14 @@ from overture.store.postgres_tx import CHANNEL, Q, Tx, when
 from overture.store.records import CircuitRecord
 
 
+def _lock_name(kind: str, tenant: str, key: str) -> str:
+    return f"{kind}\x1f{tenant}\x1f{key}"
+
+
 def _lock_names(wanted: FlowKeys) -> list[str]:
-    names = {f"slot\x1f{t}\x1f{k}" for t, k in wanted.slots}
-    names |= {f"bucket\x1f{t}\x1f{k}" for t, k in wanted.buckets}
-    names |= {f"circuit\x1f{t}\x1f{k}" for t, k in wanted.circuits}
+    names = {_lock_name("slot", t, k) for t, k in wanted.slots}
+    names |= {_lock_name("bucket", t, k) for t, k in wanted.buckets}
+    names |= {_lock_name("circuit", t, k) for t, k in wanted.circuits}
     return sorted(names)
 
 
@@ -37,6 +41,18 @@ def _columns(pairs: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
 
 class PostgresFlow(PostgresBase):
     """Admission at claim time, circuit outcomes at completion, and the circuits' API."""
+
+    _soonest: flow.SoonestDeferred | None = None
+
+    def _deferred(self, deferred: Iterable[float]) -> None:
+        if self._soonest is None:
+            self._soonest = flow.SoonestDeferred()
+        self._soonest.note(deferred)
+
+    async def wait_for_jobs(self, timeout: float) -> None:
+        soonest = self._soonest
+        bounded = timeout if soonest is None else soonest.bound(timeout)
+        await super().wait_for_jobs(bounded)
 
     async def _admit(
         self,
@@ -54,6 +70,7 @@ class PostgresFlow(PostgresBase):
             candidates, await self._flow_state(tx, wanted), now, limit, limits
         )
         await self._take(tx, decision, wanted)
+        self._deferred(d.run_at for d in decision.deferred.values())
         return decision
 
     async def _flow_state(self, tx: Tx, wanted: FlowKeys) -> FlowState:
@@ -68,10 +85,10 @@ class PostgresFlow(PostgresBase):
                 if by_run:
                     state.run_holders.add((t, k, run_id))
         if wanted.buckets:
-            for t, k, tokens, updated in await conn.fetch(
+            for t, k, tokens, updated, promised in await conn.fetch(
                 Q["rate_buckets_get"], *_columns(wanted.buckets)
             ):
-                state.buckets[(t, k)] = admission.BucketState(tokens, updated)
+                state.buckets[(t, k)] = admission.BucketState(tokens, updated, promised)
         if wanted.circuits:
             for row in await conn.fetch(Q["circuits_get"], *_columns(wanted.circuits)):
                 state.circuits[(row[0], row[1])] = flow.circuit_state(*row[2:])
@@ -100,16 +117,17 @@ class PostgresFlow(PostgresBase):
                 [s.updated for _, s in items],
                 [b.rate for b in defs],
                 [b.burst for b in defs],
+                [s.promised for _, s in items],
             )
         for (tenant, key), state in decision.circuits.items():
             await self._put_circuit(tx, tenant, wanted.circuits[(tenant, key)], state)
         if decision.deferred:
-            items2 = list(decision.deferred.items())
+            deferred = list(decision.deferred.items())
             await conn.execute(
                 Q["jobs_defer"],
-                [job_id for job_id, _ in items2],
-                [d.run_at for _, d in items2],
-                [d.blocked_on for _, d in items2],
+                [job_id for job_id, _ in deferred],
+                [d.run_at for _, d in deferred],
+                [d.blocked_on for _, d in deferred],
             )
 
     async def _put_circuit(
@@ -164,10 +182,13 @@ class PostgresFlow(PostgresBase):
 
     async def reset_circuit(self, key: str, *, tenant: str) -> CircuitRecord:
         async def write(tx: Tx) -> CircuitRecord:
+            # Under the circuit's lock, as completions count under it: none writes back a
+            # state it read before the reset.
+            await tx.conn.fetchval(Q["flow_lock"], [_lock_name("circuit", tenant, key)])
             row = await tx.conn.fetchrow(Q["circuit_reset"], tenant, key)
             if row is None:
                 raise NotFound("circuit", key)
-            await tx.conn.execute(Q["circuit_unpark"], tenant, key, CHANNEL)
+            await tx.conn.execute(Q["circuit_unpark"], tenant, CIRCUIT_MARK + key, CHANNEL)
             return _record(row)
 
         return await self._write(write)

@@ -95,7 +95,9 @@ class PostgresWorkflows(PostgresBase):
 
     async def _start(self, tx: Tx, request: StartRun) -> tuple[RunRecord, bool]:
         """Start a run inside ``tx`` (with the child runs its first steps start);
-        ``(existing run, False)`` for a repeated key."""
+        ``(existing run, False)`` for a repeated key; a key in the engine's namespace is refused
+        (``children.check_key``: child runs come through ``_insert_run``)."""
+        children.check_key(request.idempotency_key)
         record, first = await self._insert_run(tx, request)
         if first is None:
             return record, False
@@ -183,7 +185,7 @@ class PostgresWorkflows(PostgresBase):
             at = await tx.clock()
             for start in children.starts(t):
                 queue.extend(await self._start_child(tx, heads, start, depth, moved))
-            for child_id, reason in children.cancels(t):
+            for child_id, reason in t.orphans:
                 stopping = children.stopping(reason, at)
                 queue.extend(await self._move(tx, heads, child_id, stopping, depth + 1, moved))
             if (parent := children.parent_of(t)) is not None:
@@ -195,7 +197,14 @@ class PostgresWorkflows(PostgresBase):
     async def _start_child(
         self, tx: Tx, heads: dict[str, Head], start: ChildStart, depth: int, moved: set[str]
     ) -> list[tuple[Transition, int]]:
-        """Start a ``workflow`` step's child run and record it on the parent."""
+        """Start a ``workflow`` step's child run and record it on the parent, unless the parent
+        no longer waits for it (an earlier start of the same transition failed the run)."""
+        parent = start.parent.run_id
+        if parent not in heads:
+            heads.update(await self._lock(tx, [parent]))
+        current = await self._states(tx, {parent: heads[parent]})
+        if not children.still_due(start, current[parent]):
+            return []
         at = await tx.clock()
         follow: list[tuple[Transition, int]] = []
         error = children.cannot_start(start, depth)
@@ -210,7 +219,6 @@ class PostgresWorkflows(PostgresBase):
                     follow.append((first, depth + 1))
         if error is not None:
             events = children.not_started(start, error, at)
-        parent = start.parent.run_id
         return [*follow, *await self._move(tx, heads, parent, facts.given(*events), depth, moved)]
 
     async def _move(

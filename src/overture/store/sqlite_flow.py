@@ -6,15 +6,15 @@ every other claim that committed before it: no lock beyond that is needed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from overture import serde
 from overture.core import admission
-from overture.core.admission import Admission, FlowKeys, FlowState, TenantLimits
+from overture.core.admission import CIRCUIT_MARK, Admission, FlowKeys, FlowState, TenantLimits
 from overture.core.events import ErrorInfo
-from overture.core.gates import Gates
+from overture.core.gates import Breaker, Gates
 from overture.errors import NotFound
 from overture.store import flow
 from overture.store.codec import from_micros
@@ -23,9 +23,10 @@ from overture.store.sqlite_base import Q, SQLiteBase
 from overture.store.sqlite_writer import Tx
 
 _MICROS = 1_000_000
-RECHECK = 30.0
-"""Transactions here run one at a time, so a holder letting go always wakes a waiting job: the
-re-check is only a safety net (a woken job cancelled before it ran)."""
+RECHECK = 5.0
+"""Transactions here run one at a time, so a holder letting go always wakes the first waiting
+job; the re-check covers a woken job that another control then refuses (the slot stays free
+for the others, which look again after this long)."""
 
 
 def _micros(seconds: float | None) -> int | None:
@@ -38,6 +39,18 @@ def _seconds(micros: int | None) -> float | None:
 
 class SQLiteFlow(SQLiteBase):
     """Admission at claim time, circuit outcomes at completion, and the circuits' API."""
+
+    _soonest: flow.SoonestDeferred | None = None
+
+    def _deferred(self, deferred: Iterable[float]) -> None:
+        if self._soonest is None:
+            self._soonest = flow.SoonestDeferred()
+        self._soonest.note(deferred)
+
+    async def wait_for_jobs(self, timeout: float) -> None:
+        soonest = self._soonest
+        bounded = timeout if soonest is None else soonest.bound(timeout)
+        await super().wait_for_jobs(bounded)
 
     def _admit(
         self, tx: Tx, limit: int, handlers: str | None, limits: TenantLimits
@@ -53,6 +66,7 @@ class SQLiteFlow(SQLiteBase):
         state = self._flow_state(tx, wanted)
         decision = admission.admit(candidates, state, now, limit, limits, recheck=RECHECK)
         self._take(tx, decision, wanted)
+        self._deferred(d.run_at for d in decision.deferred.values())
         return decision.admitted, bool(decision.deferred)
 
     def _flow_state(self, tx: Tx, wanted: FlowKeys) -> FlowState:
@@ -64,7 +78,9 @@ class SQLiteFlow(SQLiteBase):
         for tenant, key in wanted.buckets:
             row = tx.one("rate_bucket_get", tenant, key)
             if row is not None:
-                state.buckets[(tenant, key)] = admission.BucketState(row[0], row[1] / _MICROS)
+                state.buckets[(tenant, key)] = admission.BucketState(
+                    row[0], row[1] / _MICROS, row[2]
+                )
         for tenant, key in wanted.circuits:
             row = tx.one("circuit_get", tenant, key)
             if row is not None:
@@ -90,6 +106,7 @@ class SQLiteFlow(SQLiteBase):
                     _micros(s.updated),
                     wanted.buckets[(t, k)].rate,
                     wanted.buckets[(t, k)].burst,
+                    s.promised,
                 )
                 for (t, k), s in decision.buckets.items()
             ],
@@ -102,7 +119,7 @@ class SQLiteFlow(SQLiteBase):
         )
 
     def _put_circuit(
-        self, tx: Tx, tenant: str, breaker: Any, state: admission.CircuitState
+        self, tx: Tx, tenant: str, breaker: Breaker, state: admission.CircuitState
     ) -> None:
         tx.conn.execute(
             Q["circuit_put"],
@@ -150,7 +167,8 @@ class SQLiteFlow(SQLiteBase):
             row = tx.conn.execute(Q["circuit_reset"], params).fetchone()
             if row is None:
                 raise NotFound("circuit", key)
-            tx.conn.execute(Q["circuit_unpark"], params)
+            parked = {"tenant": tenant, "parked": CIRCUIT_MARK + key, "now": tx.now}
+            tx.conn.execute(Q["circuit_unpark"], parked)
             tx.enqueued = True
             return _record(row, from_micros(tx.now))
 

@@ -118,7 +118,9 @@ class SQLiteWorkflows(SQLiteBase):
 
     def _start(self, tx: Tx, request: StartRun) -> tuple[RunRecord, bool]:
         """Start a run inside ``tx`` (with the child runs its first steps start);
-        ``(existing run, False)`` for a repeated key."""
+        ``(existing run, False)`` for a repeated key; a key in the engine's namespace is refused
+        (``children.check_key``: child runs come through ``_insert_run``)."""
+        children.check_key(request.idempotency_key)
         record, first = self._insert_run(tx, request)
         if first is None:
             return record, False
@@ -170,7 +172,7 @@ class SQLiteWorkflows(SQLiteBase):
             t, depth = queue.popleft()
             for start in children.starts(t):
                 queue.extend(self._start_child(tx, start, depth))
-            for child_id, reason in children.cancels(t):
+            for child_id, reason in t.orphans:
                 stopped = self._advance_run(tx, child_id, children.stopping(reason, at))
                 queue.append((stopped, depth + 1))
             if (parent := children.parent_of(t)) is not None:
@@ -179,7 +181,12 @@ class SQLiteWorkflows(SQLiteBase):
                 queue.append((self._advance_run(tx, parent_id, ending), max(depth - 1, 0)))
 
     def _start_child(self, tx: Tx, start: ChildStart, depth: int) -> list[tuple[Transition, int]]:
-        """Start a ``workflow`` step's child run and record it on the parent."""
+        """Start a ``workflow`` step's child run and record it on the parent, unless the parent
+        no longer waits for it (an earlier start of the same transition failed the run)."""
+        parent_id = start.parent.run_id
+        head = tx.one("run_head", parent_id)
+        if head is None or not children.still_due(start, self._state(tx.conn, parent_id, head[3])):
+            return []
         at = when(tx.now)
         follow: list[tuple[Transition, int]] = []
         error = children.cannot_start(start, depth)
@@ -194,7 +201,7 @@ class SQLiteWorkflows(SQLiteBase):
                     follow.append((first, depth + 1))
         if error is not None:
             events = children.not_started(start, error, at)
-        parent = self._advance_run(tx, start.parent.run_id, facts.given(*events))
+        parent = self._advance_run(tx, parent_id, facts.given(*events))
         return [*follow, (parent, depth)]
 
     def _sync_schedules(self, tx: Tx, tenant: str, workflow: Workflow) -> None:

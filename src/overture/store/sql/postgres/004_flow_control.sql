@@ -30,6 +30,7 @@ CREATE TABLE rate_buckets (
     updated_at timestamptz      NOT NULL,
     rate       double precision NOT NULL,
     burst      double precision NOT NULL,
+    promised   double precision NOT NULL DEFAULT 0,  -- seconds: the last deferred job's time
     PRIMARY KEY (tenant, key)
 );
 

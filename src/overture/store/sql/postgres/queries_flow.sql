@@ -58,19 +58,19 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[])
 ON CONFLICT DO NOTHING;
 
 -- name: rate_buckets_get
-SELECT b.tenant, b.key, b.tokens, extract(epoch FROM b.updated_at)::double precision
+SELECT b.tenant, b.key, b.tokens, extract(epoch FROM b.updated_at)::double precision, b.promised
 FROM rate_buckets b JOIN unnest($1::text[], $2::text[]) AS w (tenant, key)
   ON b.tenant = w.tenant AND b.key = w.key;
 
 -- name: rate_buckets_put
-INSERT INTO rate_buckets (tenant, key, tokens, updated_at, rate, burst)
-SELECT tenant, key, tokens, to_timestamp(updated), rate, burst
+INSERT INTO rate_buckets (tenant, key, tokens, updated_at, rate, burst, promised)
+SELECT tenant, key, tokens, to_timestamp(updated), rate, burst, promised
 FROM unnest($1::text[], $2::text[], $3::double precision[], $4::double precision[],
-            $5::double precision[], $6::double precision[])
-     AS b (tenant, key, tokens, updated, rate, burst)
+            $5::double precision[], $6::double precision[], $7::double precision[])
+     AS b (tenant, key, tokens, updated, rate, burst, promised)
 ON CONFLICT (tenant, key) DO UPDATE
 SET tokens = excluded.tokens, updated_at = excluded.updated_at, rate = excluded.rate,
-    burst = excluded.burst;
+    burst = excluded.burst, promised = excluded.promised;
 
 -- name: circuits_get
 SELECT c.tenant, c.key, c.status, c.failures,
@@ -105,11 +105,11 @@ RETURNING tenant, key, status, failures, threshold, "window", cooldown, opened_a
           updated_at, now();
 
 -- name: circuit_unpark
--- After a reset, the jobs parked behind the circuit may start at once.
+-- After a reset, the jobs the circuit parked may start at once (and only those: a retry's
+-- backoff or a delayed run keeps its time).
 WITH unparked AS (
-    UPDATE jobs SET run_at = now()
-    WHERE state = 'queued' AND tenant = $1 AND run_at > now()
-      AND gates IS NOT NULL AND (gates::jsonb -> 'breaker' ->> 0) = $2
+    UPDATE jobs SET run_at = now(), blocked_on = NULL
+    WHERE state = 'queued' AND tenant = $1 AND blocked_on = $2
     RETURNING 1
 )
 SELECT pg_notify($3, '') FROM (SELECT count(*) FROM unparked) AS n;

@@ -35,13 +35,14 @@ INSERT OR IGNORE INTO flow_slots (tenant, key, holder, job_id, run_id, acquired_
 VALUES (?, ?, ?, ?, ?, ?);
 
 -- name: rate_bucket_get
-SELECT tokens, updated_at FROM rate_buckets WHERE tenant = ? AND key = ?;
+SELECT tokens, updated_at, promised FROM rate_buckets WHERE tenant = ? AND key = ?;
 
 -- name: rate_bucket_put
-INSERT INTO rate_buckets (tenant, key, tokens, updated_at, rate, burst) VALUES (?, ?, ?, ?, ?, ?)
+INSERT INTO rate_buckets (tenant, key, tokens, updated_at, rate, burst, promised)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (tenant, key) DO UPDATE
 SET tokens = excluded.tokens, updated_at = excluded.updated_at, rate = excluded.rate,
-    burst = excluded.burst;
+    burst = excluded.burst, promised = excluded.promised;
 
 -- name: circuit_get
 SELECT c.status, c.failures, c.opened_at, c.open_until, c.probe_job,
@@ -72,7 +73,7 @@ RETURNING tenant, key, status, failures, threshold, window, cooldown, opened_at,
           updated_at;
 
 -- name: circuit_unpark
--- After a reset, the jobs parked behind the circuit may start at once.
-UPDATE jobs SET run_at = :now
-WHERE state = 'queued' AND tenant = :tenant AND run_at > :now
-  AND json_extract(gates, '$.breaker[0]') = :key;
+-- After a reset, the jobs the circuit parked may start at once (and only those: a retry's
+-- backoff or a delayed run keeps its time).
+UPDATE jobs SET run_at = :now, blocked_on = NULL
+WHERE state = 'queued' AND tenant = :tenant AND blocked_on = :parked;
