@@ -142,3 +142,20 @@ class SoonestDeferred:
         if not self.times:
             return timeout
         return max(0.0, min(timeout, self.times[0] - now))
+
+
+class DeferredWakeups:
+    """Mixed into a store before its base: claims note what they deferred, and
+    ``wait_for_jobs`` wakes its worker when the soonest comes due."""
+
+    _soonest: SoonestDeferred | None = None
+
+    def _deferred(self, deferred: Iterable[float]) -> None:
+        if self._soonest is None:
+            self._soonest = SoonestDeferred()
+        self._soonest.note(deferred)
+
+    async def wait_for_jobs(self, timeout: float) -> None:
+        soonest = self._soonest
+        bounded = timeout if soonest is None else soonest.bound(timeout)
+        await super().wait_for_jobs(bounded)  # type: ignore[misc]

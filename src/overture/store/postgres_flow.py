@@ -39,20 +39,8 @@ def _columns(pairs: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
     return [t for t, _ in found], [k for _, k in found]
 
 
-class PostgresFlow(PostgresBase):
+class PostgresFlow(flow.DeferredWakeups, PostgresBase):
     """Admission at claim time, circuit outcomes at completion, and the circuits' API."""
-
-    _soonest: flow.SoonestDeferred | None = None
-
-    def _deferred(self, deferred: Iterable[float]) -> None:
-        if self._soonest is None:
-            self._soonest = flow.SoonestDeferred()
-        self._soonest.note(deferred)
-
-    async def wait_for_jobs(self, timeout: float) -> None:
-        soonest = self._soonest
-        bounded = timeout if soonest is None else soonest.bound(timeout)
-        await super().wait_for_jobs(bounded)
 
     async def _admit(
         self,

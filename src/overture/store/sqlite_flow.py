@@ -6,7 +6,7 @@ every other claim that committed before it: no lock beyond that is needed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,20 +37,8 @@ def _seconds(micros: int | None) -> float | None:
     return None if micros is None else micros / _MICROS
 
 
-class SQLiteFlow(SQLiteBase):
+class SQLiteFlow(flow.DeferredWakeups, SQLiteBase):
     """Admission at claim time, circuit outcomes at completion, and the circuits' API."""
-
-    _soonest: flow.SoonestDeferred | None = None
-
-    def _deferred(self, deferred: Iterable[float]) -> None:
-        if self._soonest is None:
-            self._soonest = flow.SoonestDeferred()
-        self._soonest.note(deferred)
-
-    async def wait_for_jobs(self, timeout: float) -> None:
-        soonest = self._soonest
-        bounded = timeout if soonest is None else soonest.bound(timeout)
-        await super().wait_for_jobs(bounded)
 
     def _admit(
         self, tx: Tx, limit: int, handlers: str | None, limits: TenantLimits
