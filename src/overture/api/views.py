@@ -229,3 +229,8 @@ def workflow_version(
         if version is None or record.version == version:
             return workflow(record, numbers)
     raise NotFound("workflow", name if version is None else f"{name} v{version}")
+
+
+def signal_sent(run_id: str, seq: int, name: str) -> dict[str, Any]:
+    """What ``POST /v1/runs/{id}/signal`` answers (and the CLI prints on a database)."""
+    return {"run_id": run_id, "seq": seq, "name": name}

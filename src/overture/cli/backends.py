@@ -171,7 +171,7 @@ class DatabaseBackend:
         limit = resolve_setting("max_body_bytes")
         body = runs.signal_request(name, payload, max_bytes=limit)
         stored = await self.store.signal_run(run_id, body.name, body.payload, tenant=self.tenant)
-        return {"run_id": run_id, "seq": stored.seq, "name": body.name}
+        return views.signal_sent(run_id, stored.seq, body.name)
 
     async def dead_letters(self, *, include_requeued: bool = False) -> dict[str, Any]:
         found = await self.store.dead_letters(tenant=self.tenant, include_requeued=include_requeued)

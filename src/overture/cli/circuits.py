@@ -8,12 +8,11 @@ import click
 from rich.text import Text
 
 from overture import serde
-from overture.api.routes.circuits import circuit
+from overture.api.circuits import circuit, circuit_named
 from overture.cli.backends import Target, backend_options, with_backend
 from overture.cli.backends import as_http_json as _json
 from overture.cli.common import json_option, reports_errors
 from overture.cli.console import console, headed_table, time_text
-from overture.errors import NotFound
 from overture.store.base import Store
 
 STATUS_STYLE = {"closed": "green", "open": "red", "half_open": "yellow"}
@@ -39,11 +38,7 @@ class DatabaseCircuits:
         return _json({"items": [circuit(c) for c in found]})
 
     async def get_circuit(self, key: str) -> dict[str, Any]:
-        items: list[dict[str, Any]] = (await self.list_circuits())["items"]
-        for found in items:
-            if found["key"] == key:
-                return found
-        raise NotFound("circuit", key)
+        return _json(circuit(await circuit_named(self.store, key, tenant=self.tenant)))
 
     async def reset_circuit(self, key: str) -> dict[str, Any]:
         return _json(circuit(await self.store.reset_circuit(key, tenant=self.tenant)))

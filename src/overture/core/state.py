@@ -226,18 +226,16 @@ def _next_step_state(step: StepState, event: ev.Event) -> StepState:
                 step, status="running", attempt=attempt, started_at=event.at, child_run_id=child
             )
         case ev.StepSucceeded(output=output, signal=signal):
-            # A wait ended by a signal never ran: it counts as started when it ended.
-            started = step.started_at if signal is None else step.started_at or event.at
             return replace(
                 step,
                 status="succeeded",
                 output=output,
                 error=None,
-                started_at=started,
+                started_at=_started(step, signal, event.at),
                 finished_at=event.at,
             )
         case ev.StepFailed(error=error, attempt=attempt, signal=signal):
-            started = step.started_at if signal is None else step.started_at or event.at
+            started = _started(step, signal, event.at)
             return replace(
                 step,
                 status="failed",
@@ -260,6 +258,11 @@ def _next_step_state(step: StepState, event: ev.Event) -> StepState:
         case ev.StepCancelled(reason=reason):
             return replace(step, status="cancelled", reason=reason, finished_at=event.at)
     return step  # StepHeartbeat changes nothing a decision depends on
+
+
+def _started(step: StepState, signal: int | None, at: datetime) -> datetime | None:
+    """When the step started: a wait ended by a signal never ran, so it started as it ended."""
+    return step.started_at if signal is None else step.started_at or at
 
 
 def _status_from_steps(steps: Mapping[str, StepState], not_before: datetime | None) -> RunStatus:

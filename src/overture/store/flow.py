@@ -57,6 +57,16 @@ def failure_counts(error: ErrorInfo | None) -> bool | None:
     return None
 
 
+def counted_outcome(gates: str | None, error: ErrorInfo | None) -> tuple[Breaker, bool] | None:
+    """The circuit a finished attempt counts against and whether it failed there, or None
+    when it has no circuit or its outcome does not count (see ``failure_counts``)."""
+    breaker = None if gates is None else Gates.from_data(serde.loads(gates)).breaker
+    failed = failure_counts(error)
+    if breaker is None or failed is None:
+        return None
+    return breaker, failed
+
+
 def circuit_state(
     status: str,
     failures: str,

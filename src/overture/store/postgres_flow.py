@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from overture import serde
 from overture.core import admission
 from overture.core.admission import CIRCUIT_MARK, Admission, FlowKeys, FlowState, TenantLimits
 from overture.core.events import ErrorInfo
-from overture.core.gates import Breaker, Gates
+from overture.core.gates import Breaker
 from overture.errors import NotFound
 from overture.store import flow
 from overture.store.postgres_base import PostgresBase
@@ -134,16 +133,12 @@ class PostgresFlow(flow.DeferredWakeups, PostgresBase):
         """Count finished attempts (tenant, gates, job id, error) against their circuits."""
         counted = []
         for tenant, gates, job_id, error in finished:
-            if gates is None:
-                continue
-            breaker = Gates.from_data(serde.loads(gates)).breaker
-            failed = flow.failure_counts(error)
-            if breaker is not None and failed is not None:
-                counted.append((tenant, breaker, job_id, failed))
+            if (outcome := flow.counted_outcome(gates, error)) is not None:
+                counted.append((tenant, *outcome, job_id))
         if not counted:
             return
         conn = tx.conn
-        breakers = {(t, b.key): b for t, b, _, _ in counted}
+        breakers = {(t, b.key): b for t, b, _, _ in counted}  # (tenant, breaker, failed, job)
         pairs = set(breakers)
         await conn.fetchval(Q["flow_lock"], _lock_names(FlowKeys(circuits=breakers)))
         now = (await tx.clock()).timestamp()
@@ -152,7 +147,7 @@ class PostgresFlow(flow.DeferredWakeups, PostgresBase):
             for row in await conn.fetch(Q["circuits_get"], *_columns(pairs))
         }
         changed: dict[tuple[str, str], tuple[Breaker, admission.CircuitState]] = {}
-        for tenant, breaker, job_id, failed in counted:
+        for tenant, breaker, failed, job_id in counted:
             ck = (tenant, breaker.key)
             before = changed[ck][1] if ck in changed else found.get(ck, admission.CircuitState())
             after = admission.circuit_after(before, breaker, job_id, failed, now)

@@ -10,11 +10,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from overture import serde
 from overture.core import admission
 from overture.core.admission import CIRCUIT_MARK, Admission, FlowKeys, FlowState, TenantLimits
 from overture.core.events import ErrorInfo
-from overture.core.gates import Breaker, Gates
+from overture.core.gates import Breaker
 from overture.errors import NotFound
 from overture.store import flow
 from overture.store.codec import from_micros
@@ -123,12 +122,10 @@ class SQLiteFlow(flow.DeferredWakeups, SQLiteBase):
         self, tx: Tx, tenant: str, gates: str | None, job_id: int, error: ErrorInfo | None
     ) -> None:
         """Count a finished attempt against its circuit, in the completion's transaction."""
-        if gates is None:
+        counted = flow.counted_outcome(gates, error)
+        if counted is None:
             return
-        breaker = Gates.from_data(serde.loads(gates)).breaker
-        failed = flow.failure_counts(error)
-        if breaker is None or failed is None:
-            return
+        breaker, failed = counted
         row = tx.one("circuit_get", tenant, breaker.key)
         before = admission.CircuitState()
         if row is not None:

@@ -8,7 +8,7 @@ taken as the rest of the path.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
@@ -16,10 +16,9 @@ from starlette.responses import Response
 
 from overture.api import views
 from overture.api.auth import Reader, Writer
+from overture.api.circuits import circuit, circuit_named
 from overture.api.responses import ERRORS, NOT_FOUND
 from overture.api.services import Svc
-from overture.errors import NotFound
-from overture.store.records import CircuitRecord
 
 router = APIRouter(responses=ERRORS, tags=["circuits"])
 
@@ -45,20 +44,6 @@ class CircuitList(BaseModel):
     items: list[CircuitOut]
 
 
-def circuit(record: CircuitRecord) -> dict[str, Any]:
-    return {
-        "key": record.key,
-        "status": record.status,
-        "failures": record.failures,
-        "threshold": record.threshold,
-        "window": record.window,
-        "cooldown": record.cooldown,
-        "opened_at": record.opened_at,
-        "open_until": record.open_until,
-        "updated_at": record.updated_at,
-    }
-
-
 @router.get("/v1/circuits", response_model=CircuitList, summary="Circuit breakers and their state")
 async def list_circuits(who: Reader, s: Svc) -> Response:
     found = await s.store.list_circuits(tenant=who.tenant)
@@ -72,10 +57,7 @@ async def list_circuits(who: Reader, s: Svc) -> Response:
     summary="One circuit breaker",
 )
 async def get_circuit(who: Reader, s: Svc, key: CircuitKey) -> Response:
-    for found in await s.store.list_circuits(tenant=who.tenant):
-        if found.key == key:
-            return views.JSONResponse(circuit(found))
-    raise NotFound("circuit", key)
+    return views.JSONResponse(circuit(await circuit_named(s.store, key, tenant=who.tenant)))
 
 
 @router.post(

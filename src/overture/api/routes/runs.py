@@ -234,6 +234,4 @@ async def replay(who: Writer, s: Svc, run_id: str) -> Response:
 )
 async def signal(who: Writer, s: Svc, run_id: str, body: SignalIn) -> Response:
     stored = await s.store.signal_run(run_id, body.name, body.payload, tenant=who.tenant)
-    return views.JSONResponse(
-        {"run_id": run_id, "seq": stored.seq, "name": body.name}, status_code=202
-    )
+    return views.JSONResponse(views.signal_sent(run_id, stored.seq, body.name), status_code=202)
