@@ -26,6 +26,7 @@ from overture.core.loader import from_document, load_workflow
 from overture.core.model import Workflow
 from overture.core.state import TERMINAL_RUN, RunState, RunStatus
 from overture.serde import JSON
+from overture.status import Status, read_status
 from overture.store import DEFAULT_DATABASE_URL, Store, create_store
 from overture.store.records import (
     DEFAULT_TENANT,
@@ -105,11 +106,13 @@ class Client:
         run_id: str | None = None,
         run_at: datetime | None = None,
         delay: float | None = None,
+        traceparent: str | None = None,
     ) -> RunRecord:
         """Start a run (a ``Workflow`` object is registered first); a repeated
         ``idempotency_key`` returns the run it started the first time.
 
         ``run_at`` (an aware datetime) or ``delay`` (seconds) starts its first steps later.
+        ``traceparent`` (W3C Trace Context) makes the run's span a child of the caller's.
         """
         if run_at is not None and delay is not None:
             raise ValueError("pass run_at or delay, not both")
@@ -135,6 +138,7 @@ class Client:
                 correlation_id=correlation_id,
                 run_id=run_id,
                 run_at=run_at,
+                traceparent=traceparent,
             )
         )
         return run
@@ -222,6 +226,12 @@ class Client:
     async def reset_circuit(self, key: str) -> CircuitRecord:
         """Close a circuit by hand; the jobs it parked start at once."""
         return await self.store.reset_circuit(key, tenant=self.tenant)
+
+    # --- operations ------------------------------------------------------------------------
+    async def status(self) -> Status:
+        """The tenant at a glance: queues, unfinished runs, dead letters, failing circuits and
+        the workers; ``status.attention`` says what needs it (see ``overture.status``)."""
+        return await read_status(self.store, tenant=self.tenant)
 
     # --- triggers --------------------------------------------------------------------------
     async def send_event(

@@ -313,6 +313,11 @@ class RemoteClient(TriggerOperations, FlowOperations):
         """``{items}``: every worker with its last heartbeat (needs the admin scope)."""
         return await self._call("GET", "/v1/workers")
 
+    async def status(self) -> dict[str, Any]:
+        """The tenant at a glance: ``{healthy, attention, queues, runs, dead_letters, circuits,
+        workers}`` (the workers listed for admin keys only)."""
+        return await self._call("GET", "/v1/status")
+
     async def health(self) -> dict[str, Any]:
         return await self._call("GET", "/health")
 

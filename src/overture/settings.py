@@ -183,6 +183,12 @@ SETTINGS: dict[str, Setting] = {
             choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         ),
         Setting(
+            name="log_format",
+            default="auto",
+            help="auto (JSON lines, or readable text when stderr is a terminal), json or text.",
+            choices=("AUTO", "JSON", "TEXT"),
+        ),
+        Setting(
             name="url",
             default="http://127.0.0.1:8000",
             help="The Overture server the CLI talks to.",
@@ -240,6 +246,20 @@ SETTINGS: dict[str, Setting] = {
             kind=bool,
             help="Fire cron schedules from this process (any number of processes may).",
         ),
+        Setting(
+            name="operator_tenant",
+            default=None,
+            help="Tenant whose admin keys see every tenant's series on /metrics (none: each key "
+            "sees its own tenant's).",
+        ),
+        Setting(
+            name="metrics_port",
+            default=0,
+            kind=int,
+            minimum=0,
+            help="Port `overture worker` serves its Prometheus metrics on, at the host "
+            "setting's address (0: off).",
+        ),
     )
 }
 
@@ -263,6 +283,7 @@ class Settings:
     grace: float = SETTINGS["grace"].default
     max_body_bytes: int = SETTINGS["max_body_bytes"].default
     log_level: str = SETTINGS["log_level"].default
+    log_format: str = SETTINGS["log_format"].default
     url: str = SETTINGS["url"].default
     api_key: str | None = field(default=None, repr=False)
     http_base_url: str | None = None
@@ -273,6 +294,8 @@ class Settings:
     tenant_rate_limit: str | None = None
     tenant_max_in_flight: int | None = None
     scheduler: bool = True
+    operator_tenant: str | None = None
+    metrics_port: int = SETTINGS["metrics_port"].default
     webhooks: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """The config file's ``[webhooks.<source>]`` tables, as written (secrets included)."""
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)

@@ -268,4 +268,5 @@ def test_the_environment_sets_what_no_flag_sets(sqlite_url: str, tmp_path: Path)
         refused = httpx.post(f"{server.url}/v1/runs", json=body)
         assert refused.status_code == 413  # env (2048) over the file (4096)
         assert "request bodies are limited to 2048 bytes" in refused.json()["detail"]
-        assert " DEBUG " not in server.log  # the flag (INFO) over the file (DEBUG)
+        assert '"level":"DEBUG"' not in server.log  # the flag (INFO) over the file (DEBUG)
+        assert '"level":"INFO"' in server.log

@@ -21,6 +21,7 @@ import fastapi.routing
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 from tests.api.helpers import BROKEN, CHATTY, HELLO, TERMINAL, Api, Json, Tenant, problem
 
 from overture.api import Services, create_app
@@ -337,10 +338,34 @@ def _send_event(world: World) -> None:
     assert world.snapshot() == before
 
 
+@check("GET", "/metrics")
+def _metrics(world: World) -> None:
+    """B's scrape has B's series and those of no tenant (worker liveness), none of A's."""
+    for scope in ("read", "write", "admin"):  # B is not the operator tenant: admin sees B's too
+        response = world.b.client(scope).get("/metrics")
+        assert response.status_code == 200, response.text
+        families = text_string_to_metric_families(response.text)
+        tenants = {s.labels.get("tenant") for family in families for s in family.samples}
+        assert world.b.name in tenants  # its dead letter, its runs
+        assert tenants <= {world.b.name, None}, scope
+
+
 @check("GET", "/v1/circuits")
 def _list_circuits(world: World) -> None:
     assert A_CIRCUIT in ids(listed(world.a.http, "/v1/circuits"), "key")
     assert listed(world.b.http, "/v1/circuits") == []
+
+
+@check("GET", "/v1/status")
+def _status(world: World) -> None:
+    """B's counts are B's: every tenant of the session has dead letters, B has one."""
+    for scope in ("read", "write", "admin"):
+        mine = world.b.client(scope).get("/v1/status").json()
+        assert mine["tenant"] == world.b.name
+        assert mine["dead_letters"] == len(listed(world.b.http, "/v1/dlq")) == 1
+        assert A_CIRCUIT not in ids(mine["circuits"], "key")
+        assert {r["workflow"] for r in mine["runs"]} <= {"hello", "broken", "chatty", "listener"}
+        assert (mine["workers"]["items"] is None) == (scope != "admin")
 
 
 @check("GET", "/v1/schedules")

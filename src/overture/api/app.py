@@ -17,9 +17,11 @@ from overture.api.limits import BodyLimit
 from overture.api.routes import (
     circuits,
     events,
+    metrics,
     operations,
     runs,
     schedules,
+    status,
     tasks,
     webhooks,
     workflows,
@@ -49,7 +51,19 @@ def create_app(services: Services, *, lifespan: Lifespan | None = None) -> FastA
     )
     app.state.services = services
     problems.install(app)
-    for module in (runs, tasks, workflows, events, webhooks, schedules, circuits, operations):
+    routers = (
+        runs,
+        tasks,
+        workflows,
+        events,
+        webhooks,
+        schedules,
+        circuits,
+        operations,
+        status,
+        metrics,
+    )
+    for module in routers:
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=services.settings.max_body_bytes)
     app.openapi = lambda: _with_security(app)  # type: ignore[method-assign]

@@ -12,6 +12,7 @@ import math
 import re
 from typing import Annotated, Any
 
+from fastapi import Header
 from pydantic import BeforeValidator, JsonValue
 
 from overture.core.document import MAX_DEPTH
@@ -50,3 +51,13 @@ Payload = Annotated[dict[str, JsonValue], BeforeValidator(storable)]
 """A JSON object the store can keep."""
 AnyPayload = Annotated[JsonValue, BeforeValidator(storable)]
 """Any JSON value the store can keep."""
+
+
+TraceParentHeader = Annotated[
+    str | None,
+    Header(
+        max_length=256,
+        description="W3C Trace Context: the runs started join the caller's trace "
+        "(an invalid value starts a new trace, as the specification says).",
+    ),
+]

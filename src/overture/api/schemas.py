@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 from overture.api.payloads import AnyPayload, Payload, storable
 from overture.core.attempts import AttemptStatus, Requeued
 from overture.core.state import RunStatus, StepStatus
+from overture.store.records import WORKER_LIVE_WITHIN
 
 MAX_LIST = 1000
 """The most items one request may name, and the largest page a listing returns."""
@@ -235,7 +236,13 @@ class WorkerOut(BaseModel):
     started_at: datetime
     last_seen: datetime
     stopped_at: datetime | None = None
-    running: bool
+    running: bool = Field(description="Not stopped: it has not said it is shutting down.")
+    live: bool = Field(
+        description=f"Running and seen within the last {WORKER_LIVE_WITHIN:g} s (a worker "
+        "heartbeats every min(lease/3, 10 s)): a running worker that is not live has likely "
+        "crashed."
+    )
+    seen_seconds_ago: float = Field(ge=0, description="Seconds since its last heartbeat.")
 
 
 class WorkerList(BaseModel):

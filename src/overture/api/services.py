@@ -13,6 +13,7 @@ from overture.handlers.registry import BUILTIN_HANDLER_NAMES
 from overture.settings import Settings
 from overture.store.base import Store
 from overture.store.records import WebhookSource
+from overture.telemetry.metrics import Metrics
 
 WORKER_HANDLERS_TTL = 5.0
 """Seconds the handler names of running workers are cached between lookups."""
@@ -29,6 +30,8 @@ class Services:
     """(tenant, name) of the task workflows registered by this process."""
     webhook_sources: Mapping[str, WebhookSource] = field(default_factory=dict, repr=False)
     """The config file's webhook sources, by name (``triggers.webhooks.config_sources``)."""
+    metrics: Metrics | None = None
+    """This process's Prometheus series (``GET /metrics``; webhook verifications)."""
     _worker_handlers: frozenset[str] = field(default=frozenset(), repr=False)
     _worker_handlers_at: float = field(default=float("-inf"), repr=False)
 

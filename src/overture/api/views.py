@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from starlette.responses import Response
 
 from overture import serde
+from overture.api.circuits import circuit
 from overture.core import events as ev
 from overture.core.attempts import Attempt
 from overture.core.events import ErrorInfo
 from overture.core.model import Workflow
 from overture.core.state import RunState, StepState
 from overture.errors import NotFound
+from overture.status import Status
 from overture.store.records import (
     DeadLetter,
     LogRecord,
+    QueueGauge,
     RunRecord,
     StoredEvent,
     WorkerRecord,
@@ -167,7 +171,8 @@ def dead_letter(letter: DeadLetter) -> dict[str, Any]:
     }
 
 
-def worker(record: WorkerRecord) -> dict[str, Any]:
+def worker(record: WorkerRecord, now: datetime) -> dict[str, Any]:
+    """The worker as of ``now``: ``live`` if running and seen within ``WORKER_LIVE_WITHIN``."""
     return {
         "id": record.id,
         "host": record.host,
@@ -178,7 +183,44 @@ def worker(record: WorkerRecord) -> dict[str, Any]:
         "last_seen": record.last_seen,
         "stopped_at": record.stopped_at,
         "running": record.running,
+        "live": record.live(now),
+        "seen_seconds_ago": _seconds_since(record.last_seen, now),
     }
+
+
+def status(found: Status) -> dict[str, Any]:
+    """What ``GET /v1/status`` answers (and ``overture status`` prints on a database)."""
+    at, runs = found.observed.at, found.runs
+    return {
+        "tenant": found.tenant,
+        "at": at,
+        "healthy": found.healthy,
+        "attention": list(found.attention),
+        "queues": [queue(q, at) for q in found.queues],
+        "runs": [{"workflow": r.workflow, "status": r.status, "count": r.count} for r in runs],
+        "dead_letters": found.dead_letters,
+        "circuits": [circuit(c) for c in found.circuits],
+        "workers": {
+            "live": found.live_workers,
+            "items": None if found.workers is None else [worker(w, at) for w in found.workers],
+        },
+    }
+
+
+def queue(gauge: QueueGauge, at: datetime) -> dict[str, Any]:
+    oldest = gauge.oldest_ready_at
+    return {
+        "queue": gauge.queue,
+        "ready": gauge.ready,
+        "delayed": gauge.delayed,
+        "oldest_ready_at": oldest,
+        "oldest_ready_age": None if oldest is None else _seconds_since(oldest, at),
+    }
+
+
+def _seconds_since(then: datetime, now: datetime) -> float:
+    # Never negative: ``now`` may come from a clock a little behind the one that stamped ``then``.
+    return round(max((now - then).total_seconds(), 0.0), 3)
 
 
 def log(line: LogRecord) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from overture.cli.keys import keys
 from overture.cli.run import run
 from overture.cli.runs import dlq, runs, workers
 from overture.cli.serve import serve
+from overture.cli.status import status
 from overture.cli.triggers import events, schedules
 from overture.cli.webhooks import webhooks
 from overture.cli.worker import worker
@@ -32,6 +33,7 @@ for command in (
     runs,
     dlq,
     workers,
+    status,
     events,
     schedules,
     webhooks,

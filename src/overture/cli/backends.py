@@ -13,6 +13,7 @@ import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar, cast
 
@@ -182,7 +183,9 @@ class DatabaseBackend:
         return as_http_json({"runs": [views.run(r) for r in reopened]})
 
     async def workers(self) -> dict[str, Any]:
-        return as_http_json({"items": [views.worker(w) for w in await self.store.list_workers()]})
+        found = await self.store.list_workers()
+        now = datetime.now(UTC)  # as the server does: see ``api.routes.operations``
+        return as_http_json({"items": [views.worker(w, now) for w in found]})
 
     async def list_workflows(self) -> dict[str, Any]:
         """The latest version of each workflow."""

@@ -391,12 +391,16 @@ def workers() -> None:
 @reports_errors
 @backend_options
 def list_workers(target: Target, as_json: bool) -> None:
-    """Workers that ever registered, with their last heartbeat."""
+    """Workers that ever registered, with their last heartbeat.
+
+    LIVE is yes for a running worker seen within the last 30 seconds; a running worker that is
+    not live has likely crashed (its leases expire and its steps run elsewhere).
+    """
     found = with_backend(target, lambda b: b.workers())
     if as_json:
         click.echo(serde.dumps_text(found))
         return
-    table = headed_table("id", "host", "pid", "concurrency", "last seen", "state")
+    table = headed_table("id", "host", "pid", "concurrency", "last seen", "state", "live")
     for w in found["items"]:
         state = Text("running", style="green") if w["running"] else Text("stopped", style="dim")
         _add_row(
@@ -405,10 +409,18 @@ def list_workers(target: Target, as_json: bool) -> None:
             w["host"],
             str(w["pid"]),
             str(w["concurrency"]),
-            time_text(w["last_seen"]),
+            f"{time_text(w['last_seen'])} ({w['seen_seconds_ago']:.0f}s ago)",
             state,
+            live_text(w),
         )
     console().print(table)
+
+
+def live_text(worker: dict[str, Any]) -> Text:
+    """``yes``, or ``no`` in red for a worker that should be running but is silent."""
+    if worker["live"]:
+        return Text("yes", style="green")
+    return Text("no", style="red" if worker["running"] else "dim")
 
 
 def _print_run(run: dict[str, Any], as_json: bool) -> None:

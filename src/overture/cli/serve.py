@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +14,8 @@ from overture.api.server import Server
 from overture.cli.common import reports_errors, setting_option
 from overture.handlers.loading import process_handlers
 from overture.settings import load_settings
+from overture.telemetry.logs import configure_logging
+from overture.telemetry.sentry import configure_sentry
 
 try:
     import uvloop
@@ -32,6 +34,7 @@ except ImportError:  # e.g. on Windows: the standard loop serves, more slowly
 @setting_option("grace", metavar="SECONDS")
 @setting_option("max_body_bytes", metavar="BYTES")
 @setting_option("log_level", metavar="LEVEL")
+@setting_option("log_format", metavar="FORMAT")
 @setting_option("http_base_url", metavar="URL")
 @setting_option("http_allowed_networks", metavar="NETWORKS")
 @setting_option("http_max_response_bytes", metavar="BYTES")
@@ -40,6 +43,7 @@ except ImportError:  # e.g. on Windows: the standard loop serves, more slowly
 @setting_option("enable_shell")
 @setting_option("shell_tenants", metavar="TENANTS")
 @setting_option("scheduler")
+@setting_option("operator_tenant", metavar="TENANT")
 @click.option(
     "--config",
     type=click.Path(dir_okay=False),
@@ -58,10 +62,8 @@ def serve(config: str | None, **flags: Any) -> None:
     acts as tenant 'default') and listens only on a loopback address.
     """
     settings = load_settings(flags, config=config)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format)
+    configure_sentry(os.environ)
     handlers = process_handlers(settings)
 
     async def main() -> None:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -14,9 +15,13 @@ from overture.cli.common import reports_errors, setting_option
 from overture.handlers.loading import ProcessHandlers, process_handlers
 from overture.runtime.scheduler import Scheduler
 from overture.runtime.secrets import secrets_from_env
-from overture.runtime.worker import Worker
+from overture.runtime.worker import Worker, new_worker_id
 from overture.settings import Settings, load_settings, tenant_limits
 from overture.store import create_store, redact_url
+from overture.telemetry.logs import configure_logging
+from overture.telemetry.metrics import Metrics, serve_metrics
+from overture.telemetry.sentry import configure_sentry
+from overture.telemetry.tracing import configure_tracing
 
 logger = logging.getLogger("overture.worker")
 
@@ -28,6 +33,7 @@ logger = logging.getLogger("overture.worker")
 @setting_option("lease", metavar="SECONDS")
 @setting_option("grace", metavar="SECONDS")
 @setting_option("log_level", metavar="LEVEL")
+@setting_option("log_format", metavar="FORMAT")
 @setting_option("http_base_url", metavar="URL")
 @setting_option("http_allowed_networks", metavar="NETWORKS")
 @setting_option("http_max_response_bytes", metavar="BYTES")
@@ -36,6 +42,7 @@ logger = logging.getLogger("overture.worker")
 @setting_option("enable_shell")
 @setting_option("shell_tenants", metavar="TENANTS")
 @setting_option("scheduler")
+@setting_option("metrics_port", metavar="PORT")
 @click.option(
     "--poll",
     type=click.FloatRange(min=0.01),
@@ -56,10 +63,8 @@ def worker(poll: float, worker_id: str | None, config: str | None, **flags: Any)
     processes do).
     """
     settings = load_settings(flags, config=config)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format)
+    configure_sentry(os.environ)
     handlers = process_handlers(settings)
     asyncio.run(_serve(settings, handlers, poll, worker_id))
 
@@ -67,9 +72,19 @@ def worker(poll: float, worker_id: str | None, config: str | None, **flags: Any)
 async def _serve(
     settings: Settings, handlers: ProcessHandlers, poll: float, worker_id: str | None
 ) -> None:
+    worker_id = worker_id or new_worker_id()
+    metrics = Metrics(worker=worker_id)
     store = create_store(settings.database_url)
+    store.observers.append(metrics)
+    tracing = configure_tracing(os.environ)
+    if tracing is not None:
+        store.observers.append(tracing)
     await store.open()
+    stop_metrics: Callable[[], None] | None = None
     try:
+        if settings.metrics_port:
+            stop_metrics = serve_metrics(metrics, host=settings.host, port=settings.metrics_port)
+            logger.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
         runner = Worker(
             store,
             handlers.registry,
@@ -80,6 +95,8 @@ async def _serve(
             worker_id=worker_id,
             secrets=secrets_from_env(os.environ),
             limits=tenant_limits(settings),
+            metrics=metrics,
+            tracing=tracing,
         )
         loop = asyncio.get_running_loop()
 
@@ -110,5 +127,9 @@ async def _serve(
                 scheduler.stop()
                 await scheduling
     finally:
+        if stop_metrics is not None:
+            stop_metrics()
         await handlers.aclose()
         await store.close()
+        if tracing is not None:
+            tracing.shutdown()  # export the spans still buffered

@@ -59,6 +59,10 @@ class RunStarted(Event):
     """A delayed run: its first steps are queued to start at this time."""
     parent_step: str | None = None
     """A child run: the ``workflow`` step of ``parent_run_id`` that started it."""
+    traceparent: str | None = None
+    """The run's own span context (W3C ``traceparent``): the trace it belongs to."""
+    parent_span_id: str | None = None
+    """The span of whoever started the run, when it sent a ``traceparent``."""
 
 
 @_event
@@ -277,7 +281,9 @@ def to_data(event: Event) -> dict[str, Any]:
     return data
 
 
-_WRITTEN_WHEN_SET = frozenset({"parent_step", "child_run_id", "signal"})
+_WRITTEN_WHEN_SET = frozenset(
+    {"parent_step", "child_run_id", "signal", "traceparent", "parent_span_id"}
+)
 """Fields added after histories were first stored, written only when set: the events of runs
 that use no child runs or signals stay as they always were (and as small)."""
 

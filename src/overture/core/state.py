@@ -76,6 +76,10 @@ class RunState:
     """A child run: the step of ``parent_run_id`` that waits for it."""
     not_before: datetime | None = None
     """A delayed run's start time: no step is queued to start earlier."""
+    traceparent: str | None = None
+    """The run's own span context (W3C ``traceparent``): its trace, and its span's id."""
+    parent_span_id: str | None = None
+    """The span of whoever started the run (an inbound ``traceparent``), if any."""
     status: RunStatus = "queued"
     steps: Mapping[str, StepState] = field(default_factory=lambda: MappingProxyType({}))
     completed: tuple[str, ...] = ()
@@ -133,6 +137,8 @@ def apply(state: RunState | None, event: ev.Event) -> RunState:
             parent_run_id=event.parent_run_id,
             parent_step=event.parent_step,
             not_before=event.not_before,
+            traceparent=event.traceparent,
+            parent_span_id=event.parent_span_id,
             created_at=event.at,
             events=1,
         )

@@ -39,6 +39,7 @@ from overture.handlers.http_guard import (
 from overture.handlers.http_redirects import DEFAULT_MAX_REDIRECTS
 from overture.runtime.context import StepContext
 from overture.serde import JSON
+from overture.telemetry import tracecontext
 
 __all__ = ["HTTP_INPUT", "HTTP_OUTPUT", "HttpHandler", "HttpSettings", "retry_after"]
 
@@ -210,7 +211,7 @@ class HttpHandler:
                 code="bad_input",
             )
         own = {name: _header_value(value) for name, value in (headers or {}).items()}
-        sent = _with_idempotency_key(own, ctx.idempotency_key)
+        sent = _with_trace(_with_idempotency_key(own, ctx.idempotency_key))
         hidden: tuple[str, ...] = ()
         if auth is not None:
             if any(name.lower() == "authorization" for name in own):
@@ -295,6 +296,15 @@ def _with_idempotency_key(headers: Mapping[str, str], key: str) -> dict[str, str
     key = next((own[n.lower()] for n in IDEMPOTENCY_HEADERS if n.lower() in own), key)
     missing = {name: key for name in IDEMPOTENCY_HEADERS if name.lower() not in own}
     return {**headers, **missing}
+
+
+def _with_trace(headers: dict[str, str]) -> dict[str, str]:
+    """``headers`` plus the attempt's ``traceparent``, unless the step sent its own: the server
+    called joins the run's trace."""
+    traceparent = tracecontext.outbound.get()
+    if traceparent is None or any(name.lower() == "traceparent" for name in headers):
+        return headers
+    return {**headers, "traceparent": traceparent}
 
 
 def _header_value(value: str | float | bool) -> str:

@@ -62,5 +62,14 @@ class StepContext:
         masked = redact_json(fields, self.secrets)
         assert isinstance(masked, dict)
         self.logs.append(LogLine(at=self.clock.now(), level=level, message=message, fields=masked))
-        extra: dict[str, Any] = {"run_id": self.run_id, "step_id": self.step_id, **masked}
+        # The attempt's own fields go under "fields", as in the stored line, so that none can
+        # pass for (or hide) a field that says which run the line is about.
+        extra: dict[str, Any] = {
+            "run_id": self.run_id,
+            "step_id": self.step_id,
+            "attempt": self.attempt,
+            "workflow": self.workflow,
+            "tenant": self.tenant,
+            "fields": masked or None,  # None: left out of the line
+        }
         logger.log(LEVELS[level], message, extra={"overture": extra})

@@ -27,7 +27,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from overture.core.admission import NO_LIMITS, TenantLimits
 from overture.handlers.registry import HandlerRegistry
@@ -35,6 +35,11 @@ from overture.runtime.context import LogLine, StepContext
 from overture.runtime.executor import execute
 from overture.store.base import DEFAULT_LEASE, Store
 from overture.store.records import ClaimedJob, Completion, Lease, LogEntry, WorkerRecord
+from overture.telemetry import logs, tracecontext
+
+if TYPE_CHECKING:
+    from overture.telemetry.metrics import Metrics
+    from overture.telemetry.spans import Tracing
 
 logger = logging.getLogger("overture.worker")
 
@@ -69,6 +74,8 @@ class Worker:
         worker_id: str | None = None,
         secrets: Mapping[str, str] | None = None,
         limits: TenantLimits = NO_LIMITS,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -78,7 +85,8 @@ class Worker:
         self.registry = registry
         self.concurrency = concurrency
         self.lease = lease
-        self.heartbeat_every = heartbeat if heartbeat is not None else lease / 3
+        # At least every 10 s whatever the lease: the worker's row is its liveness.
+        self.heartbeat_every = heartbeat if heartbeat is not None else min(lease / 3, 10.0)
         self.poll = poll
         self.reap_every = reap_every if reap_every is not None else min(1.0, lease / 2)
         self.grace = grace
@@ -86,6 +94,8 @@ class Worker:
         self.secrets: Mapping[str, str] = {} if secrets is None else secrets
         self.limits = limits
         """Flow limits every tenant gets; every process of a deployment should agree on them."""
+        self.metrics = metrics
+        self.tracing = tracing
         self.started_at = datetime.now(UTC)
         self._running: dict[int, _Running] = {}
         self._finished: list[tuple[ClaimedJob, Completion]] = []
@@ -119,6 +129,10 @@ class Worker:
 
     async def run(self) -> None:
         """Work until ``stop()``; then shut down gracefully."""
+        with logs.bound(worker_id=self.id):
+            await self._run()
+
+    async def _run(self) -> None:
         await self.store.worker_seen(self._record())
         logger.info(
             "worker %s started: concurrency %d, lease %gs, handlers %s",
@@ -201,6 +215,53 @@ class Worker:
         self._running[job.id] = _Running(job, task, time.monotonic() + self.lease)
 
     async def _attempt(self, job: ClaimedJob) -> None:
+        """Run one attempt inside its span and log context; queue its completion."""
+        trace = tracecontext.parse_traceparent(job.traceparent)
+        context = logs.bound(
+            run_id=job.run_id,
+            step_id=job.step_id,
+            attempt=job.attempt,
+            workflow=job.workflow,
+            tenant=job.tenant,
+            trace_id=None if trace is None else trace.trace_id,
+        )
+        started = time.perf_counter()
+        status = "cancelled"
+        try:
+            with context:
+                done = await self._traced(job, trace)
+                if done.error is not None:  # the error as stored: its secrets are masked
+                    logger.warning(
+                        "step %s attempt %d failed: %s: %s",
+                        job.step_id,
+                        job.attempt,
+                        done.error.code,
+                        done.error.message,
+                    )
+            status = "succeeded" if done.error is None else "failed"
+        finally:
+            if self.metrics is not None:
+                self.metrics.attempt_finished(
+                    handler=job.uses,
+                    tenant=job.tenant,
+                    status=status,
+                    seconds=time.perf_counter() - started,
+                )
+        self._finished.append((job, done))
+        self._finished_ready.set()
+
+    async def _traced(self, job: ClaimedJob, run: tracecontext.TraceParent | None) -> Completion:
+        """The attempt inside its span (a child of the run's), when spans are exported."""
+        if self.tracing is None:
+            # Nothing is exported, but outbound calls still join the run's trace.
+            return await self._execute(job, None if run is None else run.child().header())
+        with self.tracing.attempt(job, self.id) as (span_context, span):
+            done = await self._execute(job, span_context.header())
+            self.tracing.ended(span, done.error)
+            return done
+
+    async def _execute(self, job: ClaimedJob, traceparent: str | None) -> Completion:
+        """Run the handler; its outbound calls carry ``traceparent``."""
         ctx = StepContext(
             run_id=job.run_id,
             step_id=job.step_id,
@@ -211,16 +272,18 @@ class Worker:
             secrets=self.secrets,
         )
         spec = self.registry.get(job.uses)
-        outcome = await execute(spec, job.input, ctx, self.secrets, timeout=job.timeout)
-        done = Completion(
+        token = tracecontext.outbound.set(traceparent)
+        try:
+            outcome = await execute(spec, job.input, ctx, self.secrets, timeout=job.timeout)
+        finally:
+            tracecontext.outbound.reset(token)
+        return Completion(
             job_id=job.id,
             token=job.token,
             output=outcome.output,
             error=outcome.error,
             logs=tuple(self._log_entry(line) for line in ctx.logs),
         )
-        self._finished.append((job, done))
-        self._finished_ready.set()
 
     def _log_entry(self, line: LogLine) -> LogEntry:
         """A line as stored (``StepContext.log`` already masked the secrets in it)."""
@@ -288,6 +351,8 @@ class Worker:
             expired = [r for r in held if time.monotonic() > r.expires]
             self._abandon(expired, "its lease ran out while the database was unreachable")
             return
+        if self.metrics is not None:
+            self.metrics.heartbeat()
         for r in held:
             r.expires = sent_at + self.lease
         self._abandon([r for r in held if r.job.id in lost], "its lease is gone")

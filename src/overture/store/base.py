@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 from overture.core.admission import NO_LIMITS, TenantLimits
+from overture.core.advance import Transition
 from overture.core.model import Workflow
 from overture.core.state import RunState, RunStatus
 from overture.serde import JSON
@@ -26,6 +27,7 @@ from overture.store.records import (
     Lease,
     LogRecord,
     NewEvent,
+    Observation,
     Page,
     RunRecord,
     ScheduleRecord,
@@ -43,7 +45,22 @@ DEFAULT_LEASE = 30.0
 """Seconds a claim holds a job before another worker may take it over."""
 
 
+class StoreObserver(Protocol):
+    """Told what this process's transactions did, after they commit: metrics count it and
+    traces end their run spans from it. Called on the store's writer thread (SQLite) or its
+    event loop (PostgreSQL); it must be quick and must not raise."""
+
+    def recorded(self, transitions: Sequence[Transition]) -> None:
+        """Run transitions (events, queued attempts) this process committed."""
+
+    def deferred(self, reasons: Sequence[str]) -> None:
+        """Due jobs a claim left queued, one reason each (``slot``, ``rate``, ``circuit``)."""
+
+
 class Store(Protocol):
+    observers: list[StoreObserver]
+    """Told what this process's committed transactions did (metrics, traces)."""
+
     """Runs, their histories, the job queue, workers and the dead-letter queue."""
 
     url: str
@@ -208,6 +225,9 @@ class Store(Protocol):
 
     async def queue_depth(self) -> int:
         """Jobs queued (due or not) and not yet claimed."""
+
+    async def observe(self) -> Observation:
+        """Queues, unfinished runs and dead letters of every tenant, read in one snapshot."""
 
     # --- workers ---------------------------------------------------------------------------
     async def worker_seen(self, worker: WorkerRecord) -> None:

@@ -13,6 +13,7 @@ from overture.core.model import Workflow
 from overture.core.state import RunState
 from overture.serde import JSON
 from overture.store.records import RunRecord, StartRun
+from overture.telemetry import tracecontext
 
 
 def given(*events: ev.Event) -> Callable[[RunState], list[ev.Event]]:
@@ -23,6 +24,7 @@ def given(*events: ev.Event) -> Callable[[RunState], list[ev.Event]]:
 def run_started(
     request: StartRun, workflow: Workflow, data: JSON, run_id: str, at: datetime
 ) -> ev.RunStarted:
+    trace, parent_span = tracecontext.run_context(request.traceparent)
     return ev.RunStarted(
         at=at,
         run_id=run_id,
@@ -36,6 +38,8 @@ def run_started(
         parent_run_id=request.parent_run_id,
         not_before=request.run_at,
         parent_step=request.parent_step,
+        traceparent=trace.header(),
+        parent_span_id=parent_span,
     )
 
 
@@ -55,6 +59,7 @@ def child_request(start: ChildStart) -> StartRun:
         parent_run_id=parent.run_id,
         parent_step=start.step_id,
         run_at=start.run_at,
+        traceparent=parent.traceparent,  # the child's run span is a child of its parent's
     )
 
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -64,6 +65,7 @@ from overture.store.postgres_base import load_run
 from overture.store.postgres_events import PostgresEvents
 from overture.store.postgres_flow import PostgresFlow
 from overture.store.postgres_keys import PostgresKeys
+from overture.store.postgres_observe import PostgresObserve
 from overture.store.postgres_schedules import PostgresSchedules
 from overture.store.postgres_tx import CHANNEL, Head, Q, Tx, append_row, when
 from overture.store.records import (
@@ -83,7 +85,7 @@ from overture.store.records import (
 logger = logging.getLogger("overture.store.postgres")
 
 
-class PostgresStore(PostgresEvents, PostgresSchedules, PostgresKeys, PostgresFlow):
+class PostgresStore(PostgresEvents, PostgresSchedules, PostgresKeys, PostgresObserve, PostgresFlow):
     """A ``Store`` in a PostgreSQL database (scale-out: many workers, many machines)."""
 
     # --- runs ------------------------------------------------------------------------------
@@ -268,7 +270,7 @@ class PostgresStore(PostgresEvents, PostgresSchedules, PostgresKeys, PostgresFlo
                 )
             incoming = {run_id: facts.given(*events) for run_id, events in started.items()}
             await self._advance(tx, {r: heads[r] for r in incoming}, incoming, decide=False)
-            return jobs
+            return [replace(job, traceparent=tx.states[job.run_id][1].traceparent) for job in jobs]
 
         return await self._write(write)
 

@@ -21,8 +21,10 @@ from overture.core.state import RunState, fold
 from overture.errors import NotFound
 from overture.store import postgres_schema, redact_url, rows
 from overture.store.artifacts import Artifacts
+from overture.store.base import StoreObserver
 from overture.store.codec import EventCodec, StateCache
 from overture.store.keys import KeyCache
+from overture.store.observers import notify
 from overture.store.postgres_listen import JobListener
 from overture.store.postgres_tx import Batch, Head, Q, Tx, when
 from overture.store.records import RunRecord, SchemaStatus
@@ -76,6 +78,7 @@ class PostgresBase:
         self._listener: JobListener | None = None
         self._inflight: set[asyncio.Future[Any]] = set()
         self._keys = KeyCache()
+        self.observers: list[StoreObserver] = []
 
     # --- lifecycle -------------------------------------------------------------------------
     async def open(self) -> None:
@@ -172,6 +175,8 @@ class PostgresBase:
             self._wake_claimers()
         if tx.claim_again:
             asyncio.get_running_loop().call_later(CLAIM_AGAIN, self._wake_claimers)
+        if self.observers and (tx.transitions or tx.deferred):
+            notify(self.observers, tx.transitions, tx.deferred)
 
     async def wait_for_jobs(self, timeout: float) -> None:
         if self._listener is None:
@@ -285,6 +290,7 @@ class PostgresBase:
             head.last_seq = batch.add(run_id, head.last_seq, transition)
             tx.states[run_id] = (head.last_seq, transition.state)
             transitions.append(transition)
+        tx.transitions.extend(transitions)
         if not transitions:
             return [], {}
         return transitions, await batch.write(tx, records=records)

@@ -58,6 +58,7 @@ class PostgresFlow(flow.DeferredWakeups, PostgresBase):
         )
         await self._take(tx, decision, wanted)
         self._deferred(d.run_at for d in decision.deferred.values())
+        tx.deferred.extend(d.reason for d in decision.deferred.values())
         return decision
 
     async def _flow_state(self, tx: Tx, wanted: FlowKeys) -> FlowState:

@@ -51,6 +51,10 @@ class Tx:
     enqueued: bool = False
     claim_again: bool = False
     """A claim left a due job behind because its run was busy: wake the claimers shortly."""
+    transitions: list[Transition] = field(default_factory=list)
+    """What the store's observers are told once this commits."""
+    deferred: list[str] = field(default_factory=list)
+    """Why each due job a claim left queued was deferred (``Deferred.reason``)."""
 
     async def clock(self) -> datetime:
         if self.now is None:

@@ -166,6 +166,7 @@ class PostgresWorkflows(PostgresBase):
         batch.add(run_id, 0, transition)
         await batch.write(tx, update_runs=False)
         tx.states[run_id] = (seq, state)
+        tx.transitions.append(transition)
         return rows.run_record(inserted, self.codec, when), transition
 
     async def _follow(

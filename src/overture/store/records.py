@@ -50,6 +50,8 @@ class StartRun:
     run_id: str | None = None
     parent_step: str | None = None
     """A child run: the ``workflow`` step of ``parent_run_id`` that waits for it."""
+    traceparent: str | None = None
+    """The caller's W3C ``traceparent``: the run joins its trace (invalid: a new trace)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -102,6 +104,8 @@ class ClaimedJob:
     input: JSON
     timeout: float | None
     lease_until: datetime
+    traceparent: str | None = None
+    """The run's span context: the attempt's span is its child."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -166,6 +170,10 @@ class DeadLetter:
     requeued_at: datetime | None = None
 
 
+WORKER_LIVE_WITHIN = 30.0
+"""Seconds since its last heartbeat within which a running worker counts as live."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class WorkerRecord:
     """A worker process, as it last reported itself."""
@@ -182,6 +190,11 @@ class WorkerRecord:
     @property
     def running(self) -> bool:
         return self.stopped_at is None
+
+    def live(self, now: datetime) -> bool:
+        """Running and seen within ``WORKER_LIVE_WITHIN`` seconds of ``now`` (the database's
+        time, so clock skew between hosts cannot make a worker look dead)."""
+        return self.running and (now - self.last_seen).total_seconds() <= WORKER_LIVE_WITHIN
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -222,6 +235,8 @@ class NewEvent:
     """Who sent it: an application's name, or ``webhook:<source>`` for a verified webhook."""
     meta: Mapping[str, JSON] = field(default_factory=dict)
     """What else the sender said (an EventEnvelope's timestamp, target, trace...)."""
+    traceparent: str | None = None
+    """The sender's W3C ``traceparent``: the runs the event starts join its trace."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -361,3 +376,43 @@ class CircuitRecord:
     opened_at: datetime | None
     open_until: datetime | None
     updated_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class QueueGauge:
+    """The queued and running attempts of one queue (the handler they use) of one tenant."""
+
+    queue: str
+    tenant: str
+    ready: int
+    """Due now: waiting only for a worker (or for a flow control to let them through)."""
+    delayed: int
+    """Queued to start later: backing off before a retry, a delayed run, deferred by a limit."""
+    oldest_ready_at: datetime | None
+    """When the longest-waiting due attempt became due; None when none is due."""
+    running: int = 0
+    """Claimed by a worker and not finished yet (leased)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunGauge:
+    """How many runs of one workflow of one tenant are in one unfinished status."""
+
+    workflow: str
+    tenant: str
+    status: str
+    count: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Observation:
+    """Shared state every process reads the same from the database: what ``/metrics`` and
+    ``overture status`` report as gauges (``Store.observe``)."""
+
+    at: datetime
+    """The database's time when it was read."""
+    queues: tuple[QueueGauge, ...]
+    runs: tuple[RunGauge, ...]
+    """Runs not finished yet, by workflow, tenant and status."""
+    dead_letters: tuple[tuple[str, int], ...]
+    """``(tenant, steps in the dead-letter queue not requeued)``, for tenants with any."""

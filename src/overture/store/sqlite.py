@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from overture import serde
@@ -51,6 +52,7 @@ from overture.store.sqlite_base import Q, check_run, load_run, when
 from overture.store.sqlite_events import SQLiteEvents
 from overture.store.sqlite_flow import SQLiteFlow
 from overture.store.sqlite_keys import SQLiteKeys
+from overture.store.sqlite_observe import SQLiteObserve
 from overture.store.sqlite_schedules import SQLiteSchedules
 from overture.store.sqlite_writer import Tx
 
@@ -60,7 +62,7 @@ def _seconds(duration: float) -> int:
     return round(duration * 1_000_000)
 
 
-class SQLiteStore(SQLiteEvents, SQLiteSchedules, SQLiteKeys, SQLiteFlow):
+class SQLiteStore(SQLiteEvents, SQLiteSchedules, SQLiteKeys, SQLiteObserve, SQLiteFlow):
     """A ``Store`` in one SQLite file (the embedded default)."""
 
     # --- runs ------------------------------------------------------------------------------
@@ -222,8 +224,8 @@ class SQLiteStore(SQLiteEvents, SQLiteSchedules, SQLiteKeys, SQLiteFlow):
             found = tx.conn.execute(Q["jobs_lease"], params).fetchall()
             order = {job_id: i for i, job_id in enumerate(admitted)}
             found.sort(key=lambda row: order[row[0]])  # RETURNING keeps no order: claim order
-            jobs = [rows.claimed_job(row, self.codec, when) for row in found]
-            for job in jobs:
+            claimed = []
+            for job in (rows.claimed_job(row, self.codec, when) for row in found):
                 started = ev.StepStarted(
                     at=when(tx.now),
                     step_id=job.step_id,
@@ -231,8 +233,9 @@ class SQLiteStore(SQLiteEvents, SQLiteSchedules, SQLiteKeys, SQLiteFlow):
                     worker_id=worker_id,
                     compensation=job.compensation,
                 )
-                self._advance(tx, job.run_id, facts.given(started), decide=False)
-            return jobs
+                run = self._advance(tx, job.run_id, facts.given(started), decide=False).state
+                claimed.append(replace(job, traceparent=run.traceparent))
+            return claimed
 
         return await self._write(write)
 

@@ -25,9 +25,11 @@ from overture.core.state import RunState, fold
 from overture.errors import NotFound
 from overture.store import rows, sqlite_schema
 from overture.store.artifacts import Artifacts
+from overture.store.base import StoreObserver
 from overture.store.codec import EventCodec, StateCache, error_text, from_micros, micros
 from overture.store.flow import gates_text
 from overture.store.keys import KeyCache
+from overture.store.observers import notify
 from overture.store.records import RunRecord, SchemaStatus
 from overture.store.sqlfiles import queries
 from overture.store.sqlite_writer import GroupCommit, Tx, connect
@@ -71,6 +73,7 @@ class SQLiteBase:
         self._jobs_ready: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._keys = KeyCache()
+        self.observers: list[StoreObserver] = []
 
     # --- lifecycle -------------------------------------------------------------------------
     async def open(self) -> None:
@@ -81,7 +84,11 @@ class SQLiteBase:
             await asyncio.to_thread(sqlite_schema.migrate, self.path, self.synchronous)
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="overture-read")
         self._writer = GroupCommit(
-            self.path, self.synchronous, forget=self._cache.forget, enqueued=self._jobs_queued
+            self.path,
+            self.synchronous,
+            forget=self._cache.forget,
+            enqueued=self._jobs_queued,
+            committed=self._committed,
         )
 
     async def close(self) -> None:
@@ -105,6 +112,11 @@ class SQLiteBase:
         if self._writer is None:
             raise RuntimeError("the store is not open: call `await store.open()` first")
         return await self._writer.submit(fn)
+
+    def _committed(self, transitions: list[Transition], deferred: list[str]) -> None:
+        """On the writer thread, after a commit."""
+        if self.observers:
+            notify(self.observers, transitions, deferred)
 
     def _jobs_queued(self) -> None:
         """On the writer thread, after a commit that queued jobs: wake this process's workers."""
@@ -271,6 +283,7 @@ class SQLiteBase:
             )
         self._cache.put(run_id, seq, state)
         tx.touched.add(run_id)
+        tx.transitions.append(t)
         return True
 
 

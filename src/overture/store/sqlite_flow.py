@@ -54,6 +54,7 @@ class SQLiteFlow(flow.DeferredWakeups, SQLiteBase):
         decision = admission.admit(candidates, state, now, limit, limits, recheck=RECHECK)
         self._take(tx, decision, wanted)
         self._deferred(d.run_at for d in decision.deferred.values())
+        tx.deferred.extend(d.reason for d in decision.deferred.values())
         return decision.admitted, bool(decision.deferred)
 
     def _flow_state(self, tx: Tx, wanted: FlowKeys) -> FlowState:

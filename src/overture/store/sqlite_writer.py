@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from overture.core.advance import Transition
 from overture.store.sqlfiles import queries
 
 T = TypeVar("T")
@@ -65,6 +66,10 @@ class Tx:
     """Microseconds since the epoch, by this host's clock: the embedded database's clock."""
     touched: set[str] = field(default_factory=set)
     enqueued: bool = False
+    transitions: list[Transition] = field(default_factory=list)
+    """What the store's observers are told once this commits."""
+    deferred: list[str] = field(default_factory=list)
+    """Why each due job a claim left queued was deferred (``Deferred.reason``)."""
 
     def one(self, name: str, *params: Any) -> Any:
         return self.conn.execute(Q[name], params).fetchone()
@@ -88,11 +93,13 @@ class GroupCommit:
         *,
         forget: Callable[[Iterable[str]], None],
         enqueued: Callable[[], None],
+        committed: Callable[[list[Transition], list[str]], None],
     ) -> None:
         self.path = path
         self.synchronous = synchronous
         self._forget = forget
         self._enqueued = enqueued
+        self._committed = committed
         self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="overture-write", daemon=True)
         self._thread.start()
@@ -139,6 +146,8 @@ class GroupCommit:
         results: list[tuple[_Write, bool, Any]] = []
         touched: set[str] = set()
         enqueued = False
+        transitions: list[Transition] = []
+        deferred: list[str] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as error:
@@ -158,6 +167,8 @@ class GroupCommit:
             conn.execute("RELEASE write")
             touched |= tx.touched
             enqueued = enqueued or tx.enqueued
+            transitions += tx.transitions
+            deferred += tx.deferred
             results.append((write, True, result))
         try:
             conn.execute("COMMIT")
@@ -167,9 +178,12 @@ class GroupCommit:
             self._forget(touched)
             results = [(write, False, error) for write, _, _ in results]
             enqueued = False
+            transitions, deferred = [], []
         _settle_all(results)
         if enqueued:
             self._enqueued()
+        if transitions or deferred:
+            self._committed(transitions, deferred)
 
 
 class Checkpointer:

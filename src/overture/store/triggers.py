@@ -52,6 +52,7 @@ def start_request(
         tenant=event.tenant,
         idempotency_key=event_run_key(event.tenant, event_id, workflow.name),
         correlation_id=event.correlation_id,
+        traceparent=event.traceparent,
     )
 
 

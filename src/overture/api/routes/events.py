@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -10,6 +11,7 @@ from starlette.responses import Response
 
 from overture.api import trigger_views as views
 from overture.api.auth import Reader, Writer
+from overture.api.payloads import TraceParentHeader
 from overture.api.problems import ApiError
 from overture.api.responses import ERRORS, NOT_FOUND
 from overture.api.schemas import MAX_LIST
@@ -38,8 +40,11 @@ ENVELOPE_EXTRAS = ("timestamp", "target", "trace", "schema_version", "chaos")
     responses={200: {"model": EventSentOut, "description": "The event sent earlier."}},
     summary="Send an event: start every workflow listening for its type",
 )
-async def send_event(body: SendEventIn, who: Writer, s: Svc) -> Response:
-    record, created = await s.store.record_event(new_event(body, who.tenant))
+async def send_event(
+    body: SendEventIn, who: Writer, s: Svc, traceparent: TraceParentHeader = None
+) -> Response:
+    event = replace(new_event(body, who.tenant), traceparent=traceparent)
+    record, created = await s.store.record_event(event)
     if not created:
         check_repeat(body, record)
     return JSONResponse(

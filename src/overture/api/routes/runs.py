@@ -84,6 +84,7 @@ async def start_run(request: Request) -> Response:
             priority=body.priority,
             correlation_id=body.correlation_id,
             run_at=run_at(body.delay, body.run_at),
+            traceparent=request.headers.get("traceparent"),
         )
     )
     if not created and record.workflow != body.workflow:

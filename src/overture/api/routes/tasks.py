@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from overture.api import views
 from overture.api.auth import Principal, Reader, Writer
+from overture.api.payloads import TraceParentHeader
 from overture.api.problems import ApiError
 from overture.api.responses import ERRORS, NOT_FOUND
 from overture.api.schemas import StartTaskIn, TaskOut
@@ -47,7 +48,9 @@ async def _ensure_registered(s: Services, tenant: str, workflow: Workflow) -> No
         s.task_workflows.add(key)
 
 
-async def _create(body: StartTaskIn, who: Principal, s: Services) -> Response:
+async def _create(
+    body: StartTaskIn, who: Principal, s: Services, traceparent: str | None
+) -> Response:
     known = await s.known_handlers()
     if body.type not in known:
         close = difflib.get_close_matches(body.type, known, n=1)
@@ -64,6 +67,7 @@ async def _create(body: StartTaskIn, who: Principal, s: Services) -> Response:
             tenant=who.tenant,
             idempotency_key=body.idempotency_key,
             priority=body.priority,
+            traceparent=traceparent,
         )
     )
     if record.workflow != workflow.name:
@@ -100,8 +104,10 @@ CREATED = {
 
 
 @router.post("/v1/tasks", summary="Start a task", **CREATED)  # type: ignore[arg-type]
-async def create_task(who: Writer, s: Svc, body: StartTaskIn) -> Response:
-    return await _create(body, who, s)
+async def create_task(
+    who: Writer, s: Svc, body: StartTaskIn, traceparent: TraceParentHeader = None
+) -> Response:
+    return await _create(body, who, s, traceparent)
 
 
 @router.get("/v1/tasks/{task_id}", response_model=TaskOut, responses=NOT_FOUND, summary="A task")
@@ -110,8 +116,10 @@ async def get_task(who: Reader, s: Svc, task_id: str) -> Response:
 
 
 @router.post("/tasks", summary="Start a task (seed path)", **CREATED)  # type: ignore[arg-type]
-async def create_task_unversioned(who: Writer, s: Svc, body: StartTaskIn) -> Response:
-    return await _create(body, who, s)
+async def create_task_unversioned(
+    who: Writer, s: Svc, body: StartTaskIn, traceparent: TraceParentHeader = None
+) -> Response:
+    return await _create(body, who, s, traceparent)
 
 
 @router.get(

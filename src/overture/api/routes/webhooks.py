@@ -11,6 +11,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -107,11 +108,17 @@ async def deliver(request: Request, source: str) -> Response:
         )
     except SignatureInvalid as refused:
         logger.info("delivery to webhook source %r refused: %s", source, refused.reason)
+        if s.metrics is not None:
+            s.metrics.webhook_verified(source=source, tenant=found.tenant, result=refused.reason)
         detail = ProblemDetail(message=refused.message, code=refused.reason, path=["headers"])
         raise ApiError(
             401, "signature_invalid", f"{refused.reason}: {refused.message}", errors=[detail]
         ) from None
-    record, created = await s.store.record_event(delivery_event(found, delivery, body))
+    if s.metrics is not None:
+        s.metrics.webhook_verified(source=source, tenant=found.tenant, result="verified")
+    event = delivery_event(found, delivery, body)
+    traced = replace(event, traceparent=request.headers.get("traceparent"))
+    record, created = await s.store.record_event(traced)
     return JSONResponse(
         {"event": trigger_views.event(record), "created": created},
         status_code=202 if created else 200,

@@ -1,0 +1,92 @@
+"""One tenant's operational status: what ``overture status``, ``GET /v1/status`` and
+``Client.status()`` report, and the rule for when it needs attention.
+
+It needs attention (``overture status`` exits 1) when
+
+- attempts are ready and no worker is live: nothing will run them;
+- a circuit is open or half-open: a downstream is failing and its jobs are parked.
+
+Dead letters are reported but do not count: the dead-letter queue only empties by requeueing,
+so letters kept on purpose would make the status fail for good; their growth is what the
+``DeadLetterQueueGrowing`` alert (``deploy/prometheus/alerts.yml``) watches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from overture.store.base import Store
+from overture.store.records import (
+    CircuitRecord,
+    Observation,
+    QueueGauge,
+    RunGauge,
+    WorkerRecord,
+)
+
+FAILING_CIRCUIT = frozenset({"open", "half_open"})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Status:
+    """A tenant's queues, unfinished runs, dead letters and failing circuits, with the workers
+    that serve every tenant, read at the database's time ``observed.at``."""
+
+    tenant: str
+    observed: Observation
+    """Only this tenant's gauges (``Store.observe`` filtered)."""
+    dead_letters: int
+    """Steps in the tenant's dead-letter queue, not requeued."""
+    circuits: tuple[CircuitRecord, ...]
+    """The tenant's open or half-open circuits."""
+    live_workers: int
+    """Workers live now, any tenant's work they run (a count says nothing of other tenants)."""
+    workers: tuple[WorkerRecord, ...] | None
+    """The workers not stopped, live or not; None where the caller may not see them."""
+
+    @property
+    def queues(self) -> tuple[QueueGauge, ...]:
+        return self.observed.queues
+
+    @property
+    def runs(self) -> tuple[RunGauge, ...]:
+        return self.observed.runs
+
+    @property
+    def ready(self) -> int:
+        """Attempts due now, waiting for a worker."""
+        return sum(q.ready for q in self.queues)
+
+    @property
+    def attention(self) -> tuple[str, ...]:
+        """Why the status needs attention, one sentence each; empty when healthy."""
+        reasons: list[str] = []
+        if self.ready and not self.live_workers:
+            reasons.append(f"{self.ready} ready attempt(s) and no live worker to run them")
+        reasons += [f"circuit {c.key!r} is {c.status.replace('_', '-')}" for c in self.circuits]
+        return tuple(reasons)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.attention
+
+
+async def read_status(store: Store, *, tenant: str, with_workers: bool = True) -> Status:
+    """The status of ``tenant`` (``with_workers``: list the workers too, not only count them)."""
+    observed = await store.observe()
+    workers = [w for w in await store.list_workers() if w.running]
+    circuits = await store.list_circuits(tenant=tenant)
+    mine = Observation(
+        at=observed.at,
+        queues=tuple(q for q in observed.queues if q.tenant == tenant),
+        runs=tuple(r for r in observed.runs if r.tenant == tenant),
+        dead_letters=tuple(d for d in observed.dead_letters if d[0] == tenant),
+    )
+    return Status(
+        tenant=tenant,
+        observed=mine,
+        dead_letters=sum(count for _, count in mine.dead_letters),
+        circuits=tuple(c for c in circuits if c.status in FAILING_CIRCUIT),
+        live_workers=sum(w.live(observed.at) for w in workers),
+        workers=tuple(workers) if with_workers else None,
+    )
