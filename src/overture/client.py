@@ -245,9 +245,11 @@ class Client:
         idempotency_key: str | None = None,
         source: str | None = None,
         meta: Mapping[str, JSON] | None = None,
+        traceparent: str | None = None,
     ) -> tuple[EventRecord, bool]:
         """Record an event and start a run of every workflow listening for ``type``;
-        ``(the first event, False)`` for an id or key sent before (nothing starts)."""
+        ``(the first event, False)`` for an id or key sent before (nothing starts). The runs
+        join the trace of ``traceparent`` (W3C Trace Context)."""
         return await self.store.record_event(
             NewEvent(
                 type=type,
@@ -259,6 +261,7 @@ class Client:
                 idempotency_key=idempotency_key,
                 source=source,
                 meta=dict(meta or {}),
+                traceparent=traceparent,
             )
         )
 

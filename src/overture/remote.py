@@ -120,9 +120,11 @@ class RemoteClient(TriggerOperations, FlowOperations):
         correlation_id: str | None = None,
         delay: float | None = None,
         run_at: datetime | None = None,
+        traceparent: str | None = None,
     ) -> dict[str, Any]:
         """Start a run of a registered workflow (None: its latest enabled version); a repeated
-        ``idempotency_key`` returns the run it started."""
+        ``idempotency_key`` returns the run it started. ``traceparent`` (W3C Trace Context)
+        makes the run's span a child of the caller's."""
         body = _present(
             workflow=workflow,
             input=dict(input or {}),
@@ -133,7 +135,8 @@ class RemoteClient(TriggerOperations, FlowOperations):
             delay=delay,
             run_at=run_at,
         )
-        return await self._call("POST", "/v1/runs", body=body)
+        headers = {"traceparent": traceparent} if traceparent else None
+        return await self._call("POST", "/v1/runs", body=body, headers=headers)
 
     async def get_run(self, run_id: str) -> dict[str, Any]:
         """A run with each step's state and, if it failed, ``failed_step``."""

@@ -36,11 +36,12 @@ class TriggerOperations:
         correlation_id: str | None = None,
         idempotency_key: str | None = None,
         source: str | None = None,
+        traceparent: str | None = None,
     ) -> dict[str, Any]:
         """Record an event and start a run of every workflow listening for ``type``: the event
         with its ``routes`` (one per listening workflow: the run it started, or why not).
         An ``id`` (or ``idempotency_key``) sent before starts nothing and answers ``created:
-        false`` with the first event."""
+        false`` with the first event. The runs join the trace of ``traceparent``."""
         body = present(
             type=type,
             payload=payload,
@@ -50,7 +51,8 @@ class TriggerOperations:
             idempotency_key=idempotency_key,
             source=source,
         )
-        return await self._call("POST", "/v1/events", body=body)
+        headers = {"traceparent": traceparent} if traceparent else None
+        return await self._call("POST", "/v1/events", body=body, headers=headers)
 
     async def get_event(self: _Caller, event_id: str) -> dict[str, Any]:
         return await self._call("GET", f"/v1/events/{path_part(event_id)}")

@@ -44,6 +44,7 @@ class Setting:
     kind: type = str
     """str, int, float, bool or tuple (a comma-separated list in a variable)."""
     minimum: float | None = None
+    maximum: float | None = None
     choices: tuple[str, ...] = ()
 
     @property
@@ -66,6 +67,8 @@ class Setting:
             raise SettingsInvalid(f"{source}: {self.name} must be one of {options}, got {raw!r}")
         if self.minimum is not None and value is not None and value < self.minimum:
             raise SettingsInvalid(f"{source}: {self.name} must be >= {self.minimum:g}, got {value}")
+        if self.maximum is not None and value is not None and value > self.maximum:
+            raise SettingsInvalid(f"{source}: {self.name} must be <= {self.maximum:g}, got {value}")
         return value
 
 
@@ -257,8 +260,15 @@ SETTINGS: dict[str, Setting] = {
             default=0,
             kind=int,
             minimum=0,
-            help="Port `overture worker` serves its Prometheus metrics on, at the host "
-            "setting's address (0: off).",
+            maximum=65535,
+            help="Port `overture worker` serves its Prometheus metrics on, at metrics_host "
+            "(0: off).",
+        ),
+        Setting(
+            name="metrics_host",
+            default="127.0.0.1",
+            help="Address `overture worker --metrics-port` listens on (its metrics need no key: "
+            "keep it where only Prometheus reaches).",
         ),
     )
 }
@@ -296,6 +306,7 @@ class Settings:
     scheduler: bool = True
     operator_tenant: str | None = None
     metrics_port: int = SETTINGS["metrics_port"].default
+    metrics_host: str = SETTINGS["metrics_host"].default
     webhooks: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """The config file's ``[webhooks.<source>]`` tables, as written (secrets included)."""
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)

@@ -4,7 +4,9 @@
 It needs attention (``overture status`` exits 1) when
 
 - attempts are ready and no worker is live: nothing will run them;
-- a circuit is open or half-open: a downstream is failing and its jobs are parked.
+- a circuit is open or half-open: a downstream is failing and its jobs are parked. An open
+  circuit whose cooldown has passed is shown but does not count: nothing has called its
+  downstream since (the next call half-opens it), so it says nothing about the downstream now.
 
 Dead letters are reported but do not count: the dead-letter queue only empties by requeueing,
 so letters kept on purpose would make the status fail for good; their growth is what the
@@ -14,6 +16,7 @@ so letters kept on purpose would make the status fail for good; their growth is 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from overture.store.base import Store
 from overture.store.records import (
@@ -22,9 +25,15 @@ from overture.store.records import (
     QueueGauge,
     RunGauge,
     WorkerRecord,
+    live_workers,
 )
 
 FAILING_CIRCUIT = frozenset({"open", "half_open"})
+
+
+def stale(circuit: CircuitRecord, now: datetime) -> bool:
+    """An open circuit whose cooldown ended at or before ``now`` and that nobody called since."""
+    return circuit.status == "open" and circuit.open_until is not None and circuit.open_until <= now
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -34,15 +43,16 @@ class Status:
 
     tenant: str
     observed: Observation
-    """Only this tenant's gauges (``Store.observe`` filtered)."""
+    """Only this tenant's gauges (``Store.observe(tenant)``)."""
     dead_letters: int
     """Steps in the tenant's dead-letter queue, not requeued."""
     circuits: tuple[CircuitRecord, ...]
-    """The tenant's open or half-open circuits."""
+    """The tenant's open or half-open circuits, stale ones included (see ``stale``)."""
     live_workers: int
     """Workers live now, any tenant's work they run (a count says nothing of other tenants)."""
     workers: tuple[WorkerRecord, ...] | None
-    """The workers not stopped, live or not; None where the caller may not see them."""
+    """The workers running and seen within ``WORKER_RECENT_WITHIN``, live or not; None where
+    the caller may not see them."""
 
     @property
     def queues(self) -> tuple[QueueGauge, ...]:
@@ -54,7 +64,7 @@ class Status:
 
     @property
     def ready(self) -> int:
-        """Attempts due now, waiting for a worker."""
+        """Attempts due and not started: waiting for a worker or held by a flow control."""
         return sum(q.ready for q in self.queues)
 
     @property
@@ -63,7 +73,11 @@ class Status:
         reasons: list[str] = []
         if self.ready and not self.live_workers:
             reasons.append(f"{self.ready} ready attempt(s) and no live worker to run them")
-        reasons += [f"circuit {c.key!r} is {c.status.replace('_', '-')}" for c in self.circuits]
+        reasons += [
+            f"circuit {c.key!r} is {c.status.replace('_', '-')}"
+            for c in self.circuits
+            if not stale(c, self.observed.at)
+        ]
         return tuple(reasons)
 
     @property
@@ -73,20 +87,14 @@ class Status:
 
 async def read_status(store: Store, *, tenant: str, with_workers: bool = True) -> Status:
     """The status of ``tenant`` (``with_workers``: list the workers too, not only count them)."""
-    observed = await store.observe()
-    workers = [w for w in await store.list_workers() if w.running]
+    observed = await store.observe(tenant)
+    workers = [w for w in await store.list_workers() if w.recent(observed.at)]
     circuits = await store.list_circuits(tenant=tenant)
-    mine = Observation(
-        at=observed.at,
-        queues=tuple(q for q in observed.queues if q.tenant == tenant),
-        runs=tuple(r for r in observed.runs if r.tenant == tenant),
-        dead_letters=tuple(d for d in observed.dead_letters if d[0] == tenant),
-    )
     return Status(
         tenant=tenant,
-        observed=mine,
-        dead_letters=sum(count for _, count in mine.dead_letters),
+        observed=observed,
+        dead_letters=sum(count for _, count in observed.dead_letters),
         circuits=tuple(c for c in circuits if c.status in FAILING_CIRCUIT),
-        live_workers=sum(w.live(observed.at) for w in workers),
+        live_workers=live_workers(workers, observed.at),
         workers=tuple(workers) if with_workers else None,
     )

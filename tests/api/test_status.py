@@ -3,7 +3,9 @@ failing circuits, the workers' liveness, and when it needs attention."""
 
 from __future__ import annotations
 
-from tests.api.helpers import BROKEN, Api, Json, Tenant, problem
+import time
+
+from tests.api.helpers import BROKEN, WAIT, Api, Json, Tenant, problem
 
 DOWN = """\
 name: down
@@ -14,6 +16,8 @@ steps:
     circuit: {key: "agent:down", failure_threshold: 2, cooldown: 1h}
     retry: {max_attempts: 5, initial: 0.01, max: 0.01, jitter: false}
 """
+BRIEFLY_DOWN = DOWN.replace("down", "briefly-down", 1).replace("agent:down", "agent:brief")
+BRIEFLY_DOWN = BRIEFLY_DOWN.replace("cooldown: 1h", "cooldown: 1s")
 
 
 def gated(path: str) -> str:
@@ -44,6 +48,8 @@ def test_a_healthy_tenant_shows_its_runs_and_dead_letters(api: Api, tenant: Tena
     assert (found["healthy"], found["attention"]) == (True, [])
     assert found["dead_letters"] == 1
     assert found["runs"] == [{"workflow": "gated", "status": "running", "count": 1}]
+    [queue] = found["queues"]
+    assert (queue["queue"], queue["ready"], queue["delayed"], queue["running"]) == ("gate", 0, 0, 1)
     assert found["circuits"] == []
     assert found["workers"]["live"] >= 1
     [mine] = [w for w in found["workers"]["items"] if w["pid"] == api.server.pid]
@@ -75,8 +81,27 @@ def test_an_open_circuit_needs_attention(tenant: Tenant) -> None:
     assert (circuit["key"], circuit["status"]) == ("agent:down", "open")
     assert found["healthy"] is False
     assert found["attention"] == ["circuit 'agent:down' is open"]
+    assert circuit["stale"] is False
     assert tenant.http.post("/v1/circuits/agent:down/reset").status_code == 200
     tenant.http.post(f"/v1/runs/{run['id']}/cancel")
+
+
+def test_an_open_circuit_nobody_calls_after_its_cooldown_is_shown_but_healthy(
+    tenant: Tenant,
+) -> None:
+    tenant.register(BRIEFLY_DOWN)
+    run = tenant.start("briefly-down")
+    tenant.wait(run["id"], lambda _: any(c["status"] == "open" for c in status(tenant)["circuits"]))
+    tenant.http.post(f"/v1/runs/{run['id']}/cancel")  # nothing calls the downstream any more
+
+    deadline = time.monotonic() + WAIT
+    while not (found := status(tenant))["healthy"]:
+        assert time.monotonic() < deadline, found
+        time.sleep(0.1)
+
+    [circuit] = found["circuits"]
+    assert (circuit["key"], circuit["status"], circuit["stale"]) == ("agent:brief", "open", True)
+    assert found["attention"] == []
 
 
 def test_the_workers_list_says_which_are_live(api: Api, tenant: Tenant) -> None:

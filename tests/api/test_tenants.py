@@ -21,12 +21,13 @@ import fastapi.routing
 import httpx
 import pytest
 from fastapi import FastAPI
-from prometheus_client.parser import text_string_to_metric_families
 from tests.api.helpers import BROKEN, CHATTY, HELLO, TERMINAL, Api, Json, Tenant, problem
+from tests.support.prometheus import samples
 
 from overture.api import Services, create_app
 from overture.settings import Settings
 from overture.store import Store
+from overture.telemetry.gauges import TENANT_FREE
 from overture.triggers.signatures import sign
 
 Route = tuple[str, str]
@@ -340,14 +341,17 @@ def _send_event(world: World) -> None:
 
 @check("GET", "/metrics")
 def _metrics(world: World) -> None:
-    """B's scrape has B's series and those of no tenant (worker liveness), none of A's."""
+    """B's scrape has B's series and the workers' (which serve every tenant), none of A's."""
     for scope in ("read", "write", "admin"):  # B is not the operator tenant: admin sees B's too
         response = world.b.client(scope).get("/metrics")
         assert response.status_code == 200, response.text
-        families = text_string_to_metric_families(response.text)
-        tenants = {s.labels.get("tenant") for family in families for s in family.samples}
+        seen = samples(response.text)
+        tenants = {dict(labels).get("tenant") for _, labels in seen}
         assert world.b.name in tenants  # its dead letter, its runs
         assert tenants <= {world.b.name, None}, scope
+        for name, labels in seen:
+            if "tenant" not in dict(labels):
+                assert any(name.startswith(family) for family in TENANT_FREE), name
 
 
 @check("GET", "/v1/circuits")
@@ -358,14 +362,34 @@ def _list_circuits(world: World) -> None:
 
 @check("GET", "/v1/status")
 def _status(world: World) -> None:
-    """B's counts are B's: every tenant of the session has dead letters, B has one."""
-    for scope in ("read", "write", "admin"):
-        mine = world.b.client(scope).get("/v1/status").json()
-        assert mine["tenant"] == world.b.name
-        assert mine["dead_letters"] == len(listed(world.b.http, "/v1/dlq")) == 1
-        assert A_CIRCUIT not in ids(mine["circuits"], "key")
-        assert {r["workflow"] for r in mine["runs"]} <= {"hello", "broken", "chatty", "listener"}
-        assert (mine["workers"]["items"] is None) == (scope != "admin")
+    """B's counts are B's: every tenant of the session has dead letters, B has one; A has an
+    unfinished run (delayed) of a workflow B does not have, B none."""
+    for run in listed(world.b.http, "/v1/runs", limit="1000"):  # B's own counts stand still
+        if run["status"] not in TERMINAL:
+            world.b.wait(run["id"])
+    world.a.register(HELLO.replace("name: hello", "name: a-later"))
+    later = world.a.start("a-later", {"name": "later"}, delay=3600)
+    try:
+        theirs = world.a.http.get("/v1/status").json()
+        assert {(r["workflow"], r["count"]) for r in theirs["runs"]} >= {("a-later", 1)}
+        assert sum(q["delayed"] for q in theirs["queues"]) >= 1
+        for scope in ("read", "write", "admin"):
+            mine = world.b.client(scope).get("/v1/status").json()
+            assert mine["tenant"] == world.b.name
+            assert mine["dead_letters"] == len(listed(world.b.http, "/v1/dlq")) == 1
+            assert A_CIRCUIT not in ids(mine["circuits"], "key")
+            own = listed(world.b.http, "/v1/runs", limit="1000")
+            unfinished = sorted(
+                (r["workflow"], r["status"]) for r in own if r["status"] not in TERMINAL
+            )
+            counted = sorted(
+                (r["workflow"], r["status"]) for r in mine["runs"] for _ in range(r["count"])
+            )
+            assert counted == unfinished
+            assert sum(q["ready"] + q["delayed"] for q in mine["queues"]) == 0, mine["queues"]
+            assert (mine["workers"]["items"] is None) == (scope != "admin")
+    finally:
+        world.a.http.post(f"/v1/runs/{later['id']}/cancel", json={})
 
 
 @check("GET", "/v1/schedules")

@@ -20,6 +20,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from tests.support.server import RunningServer, running_server
 
+from overture.remote import RemoteClient
+from overture.triggers.signatures import sign
+
 CALLER_TRACE = "0af7651916cd43dd8448eb211c80319c"
 CALLER_SPAN = "b7ad6b7169203331"
 INBOUND = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
@@ -125,6 +128,14 @@ def server(
         push(
             serving,
             {
+                "name": "on-github",
+                "on": {"events": ["github.pull_request"]},
+                "steps": [{"id": "only", "uses": "noop"}],
+            },
+        )
+        push(
+            serving,
+            {
                 "name": "listener",
                 "on": {"events": ["order.placed"]},
                 "steps": [{"id": "only", "uses": "noop"}],
@@ -203,3 +214,64 @@ def test_a_request_without_a_valid_traceparent_starts_a_new_trace(server: Runnin
         stored = run_started(server, started.json()["id"])
         assert stored["traceparent"].split("-")[1] != CALLER_TRACE
         assert "parent_span_id" not in stored
+
+
+def test_a_signed_webhook_delivery_joins_the_senders_trace(server: RunningServer) -> None:
+    secret = "whsec-" + "k" * 24
+    made = httpx.post(
+        f"{server.url}/v1/webhook-sources",
+        json={"name": "gh", "scheme": "github", "secrets": [secret]},
+    )
+    assert made.status_code == 201, made.text
+    body = b'{"action": "opened"}'
+    headers = sign(
+        "github",
+        body=body,
+        secret=secret,
+        options={},
+        now=int(time.time()),
+        delivery_id="d-1",
+        event_type="pull_request",
+    )
+    delivered = httpx.post(
+        f"{server.url}/v1/webhooks/gh",
+        content=body,
+        headers={"Content-Type": "application/json", "traceparent": INBOUND, **headers},
+    )
+    assert delivered.status_code == 202, delivered.text
+    [route] = delivered.json()["event"]["routes"]
+    stored = run_started(server, route["run_id"])
+    assert stored["traceparent"].split("-")[1] == CALLER_TRACE
+    assert stored["parent_span_id"] == CALLER_SPAN
+
+
+def test_two_traceparent_headers_are_ignored_and_a_long_one_is_no_error(
+    server: RunningServer,
+) -> None:
+    other = f"00-{'1' * 32}-{'2' * 16}-01"
+    twice = httpx.post(
+        f"{server.url}/v1/runs",
+        json={"workflow": "two"},
+        headers=[("traceparent", INBOUND), ("traceparent", other)],
+    )
+    assert twice.status_code == 201, twice.text
+    stored = run_started(server, twice.json()["id"])
+    assert stored["traceparent"].split("-")[1] not in (CALLER_TRACE, "1" * 32)
+    long = INBOUND + "-" + "x" * 600
+    for path, body in (
+        ("/v1/events", {"type": "order.placed"}),
+        ("/v1/tasks", {"type": "echo", "payload": {"text": "t"}}),
+        ("/v1/runs", {"workflow": "two"}),
+    ):
+        answered = httpx.post(f"{server.url}{path}", json=body, headers={"traceparent": long})
+        assert answered.status_code == 201, (path, answered.text)
+
+
+@pytest.mark.asyncio
+async def test_the_remote_client_passes_a_traceparent_on(server: RunningServer) -> None:
+    async with RemoteClient(server.url) as remote:
+        run = await remote.start_run("two", traceparent=INBOUND)
+        sent = await remote.send_event("order.placed", {"n": 2}, traceparent=INBOUND)
+    [route] = sent["event"]["routes"]
+    for run_id in (run["id"], route["run_id"]):
+        assert run_started(server, run_id)["parent_span_id"] == CALLER_SPAN

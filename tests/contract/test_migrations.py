@@ -176,3 +176,27 @@ async def test_runs_delayed_before_the_triggers_migration_are_listed_as_schedule
 
         found = dict(db.execute("SELECT id, not_before FROM runs"))
     assert found == {"delayed": 5000, "now": None, "started": None}
+
+
+async def test_jobs_that_may_still_run_are_due_from_their_run_at_after_005() -> None:
+    """005 gives queued and leased jobs a due_at (SQLite; the PostgreSQL statement is the same
+    SQL); finished ones are left alone."""
+    with closing(sqlite3.connect(":memory:")) as db:
+        before = [m for m in migrations("sqlite") if m.version < 5]
+        (due,) = [m for m in migrations("sqlite") if m.version == 5]
+        for migration in before:
+            db.executescript(migration.sql)
+        job = "INSERT INTO jobs (run_id, tenant, workflow, step_id, compensation, attempt, uses, "
+        job += "input, priority, run_at, state, created_at) VALUES (?, 't', 'w', 's', 0, 1, 'u', "
+        job += "'{}', 0, ?, ?, 100)"
+        for run_id, run_at, state in [
+            ("q", 5000, "queued"),
+            ("l", 200, "leased"),
+            ("d", 1, "done"),
+        ]:
+            db.execute(job, (run_id, run_at, state))
+
+        db.executescript(due.sql)
+
+        found = dict(db.execute("SELECT run_id, due_at FROM jobs"))
+    assert found == {"q": 5000, "l": 200, "d": None}

@@ -121,3 +121,55 @@ async def test_waiting_runs_are_counted_as_waiting(store: Store) -> None:
     seen = await store.observe()
 
     assert runs(seen) == {("nap", "default", "waiting"): 1}
+
+
+BOOKING = """
+name: book
+steps:
+  - id: pay
+    uses: echo
+    with: {flight: "${input.flight}"}
+    concurrency: {key: "flight-${input.flight}", limit: 1}
+"""
+
+
+async def test_an_attempt_held_by_a_flow_control_stays_ready_and_keeps_its_age(
+    store: Store,
+) -> None:
+    """A full slot defers the job (its run_at moves on at every claim that looks at it), but it
+    has been waiting since it became due, and that is what the queue's age says."""
+    await register(store, BOOKING)
+    queued_at = datetime.now(UTC)
+    for _ in range(2):
+        await start(store, "book", {"flight": 1})
+    assert len(await store.claim("w", limit=2)) == 1  # the other is deferred behind the slot
+    assert not await store.claim("w", limit=2)  # and stays held
+
+    (gauge,) = (await store.observe()).queues
+
+    assert (gauge.ready, gauge.delayed, gauge.running) == (1, 0, 1)
+    assert gauge.oldest_ready_at is not None
+    assert (
+        queued_at - timedelta(seconds=5) < gauge.oldest_ready_at < queued_at + timedelta(seconds=5)
+    )
+
+
+async def test_a_tenants_observation_holds_its_own_rows_only(store: Store) -> None:
+    for tenant in ("acme", "globex"):
+        await register(store, CHAIN, tenant=tenant)
+    await start(store, "chain", {"x": 1}, tenant="acme")
+    for x in range(2):
+        await start(store, "chain", {"x": x}, tenant="globex")
+    await drive(store, {"double": fail_with(boom("bad_request"))})
+    await start(store, "chain", {"x": 3}, tenant="acme")
+    await start(store, "chain", {"x": 4}, tenant="globex")
+
+    acme = await store.observe("acme")
+    everyone = await store.observe()
+
+    assert queues(acme) == {("echo", "acme"): (1, 0, 0)}
+    assert runs(acme) == {("chain", "acme", "queued"): 1}
+    assert acme.dead_letters == (("acme", 1),)
+    assert queues(everyone) == {("echo", "acme"): (1, 0, 0), ("echo", "globex"): (1, 0, 0)}
+    assert everyone.dead_letters == (("acme", 1), ("globex", 2))
+    assert (await store.observe("nobody")).queues == ()

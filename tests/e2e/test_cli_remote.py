@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from tests.support.agent import free_port
 from tests.support.processes import no_traceback, until
 from tests.support.server import RunningServer, environment, start_server
 
@@ -95,14 +95,6 @@ steps:
     uses: echo
     depends_on: [c]
 """
-
-
-def free_port() -> int:
-    """A port nothing listens on (free a moment ago)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)

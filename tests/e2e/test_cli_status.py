@@ -26,9 +26,11 @@ def test_status_needs_attention_until_a_worker_runs_the_queued_work(tmp_path: Pa
     with running_server(database, "--workers", "0", workflows=tmp_path / "flows") as server:
 
         def overture(*args: str, url: bool = True) -> tuple[int, str]:
+            """The exit status and what was printed on stdout (stderr only in a failure)."""
             target = ("--url", server.url) if url else ("--database-url", database)
             done = run_overture(*args, *target, cwd=tmp_path)
-            return done.returncode, done.stdout + done.stderr
+            assert "Traceback" not in done.stderr, done.stderr
+            return done.returncode, done.stdout
 
         code, out = overture("run", "hello", "--detach")
         assert code == 0, out
@@ -39,13 +41,13 @@ def test_status_needs_attention_until_a_worker_runs_the_queued_work(tmp_path: Pa
         assert found["healthy"] is False
         assert found["attention"] == ["1 ready attempt(s) and no live worker to run them"]
         [queue] = found["queues"]
-        assert (queue["queue"], queue["ready"]) == ("echo", 1)
+        assert (queue["queue"], queue["ready"], queue["running"]) == ("echo", 1, 0)
         assert found["workers"] == {"live": 0, "items": []}
 
         code, table = overture("status", url=False)
         assert code == 1, table
         assert "attention" in table and "no live worker" in table and "echo" in table
-        assert "Traceback" not in table
+        assert "running" in table
 
         try:
             worker = start_worker(workers, database, tmp_path)

@@ -24,7 +24,13 @@ from typing import Any
 import httpx
 import pytest
 from tests.support.http_target import Target, serve_target
-from tests.support.server import LISTENING, STARTUP_TIMEOUT, environment, serve_command
+from tests.support.server import (
+    LISTENING,
+    STARTUP_TIMEOUT,
+    environment,
+    run_serve,
+    serve_command,
+)
 
 from overture.telemetry.log_format import CONTEXT_FIELDS
 
@@ -216,3 +222,17 @@ def test_every_line_of_a_run_is_json_about_it_and_no_secret_leaves(
     assert canary not in json.dumps(events)
     for text in responses:
         assert canary not in text
+
+
+def test_a_server_that_refuses_to_start_says_why_in_a_json_line(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # Listening beyond loopback without any API key: refused after the log is set up.
+    done = run_serve("--host", "0.0.0.0", "--port", "0", "--database-url", sqlite_url, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
+    (error,) = [line for line in lines if line["level"] == "ERROR"]
+    assert error["logger"] == "overture.cli"
+    assert error["message"].startswith("no API key exists, so the API would be open")
+    assert error["code"] == "serve_refused"
+    assert "Traceback" not in done.stderr

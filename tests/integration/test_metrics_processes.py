@@ -6,14 +6,14 @@ serves its own counts on its metrics port."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from tests.support.agent import free_port
+from tests.support.prometheus import Sample, sample, samples
 from tests.support.server import RunningServer, start_server
 from tests.support.workers import WorkerProcess, start_worker
 
@@ -55,15 +55,12 @@ def servers(postgres_url: str) -> Iterator[list[RunningServer]]:
             assert server.stop() == 0, server.log
 
 
-def scrape(server: RunningServer) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+def scrape(server: RunningServer) -> dict[Sample, float]:
     response = httpx.get(f"{server.url}/metrics", timeout=30)
     assert response.status_code == 200, response.text
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(response.text)
-        for s in family.samples
-        if family.name in SHARED
-    }
+    # A process without a worker shows no worker's heartbeats, not a count of zero.
+    assert "overture_worker_heartbeats_total{" not in response.text
+    return samples(response.text, SHARED)
 
 
 @pytest.mark.postgres
@@ -85,22 +82,15 @@ async def test_two_api_processes_report_the_same_queue_and_dead_letters(
 
     first, second = (scrape(server) for server in servers)
 
-    queued = ("overture_queue_depth", frozenset({("queue", "echo"), ("tenant", "acme")}))
+    queued = sample("overture_queue_depth", queue="echo", tenant="acme")
     assert first[queued] == RUNS - FAILED
-    assert first[("overture_dead_letters", frozenset({("tenant", "acme")}))] == FAILED
-    active = frozenset({("workflow", "one"), ("tenant", "acme"), ("status", "queued")})
-    assert first[("overture_active_runs", active)] == RUNS - FAILED
-    assert first[("overture_workers_live", frozenset())] == 0
+    assert first[sample("overture_dead_letters", tenant="acme")] == FAILED
+    active = sample("overture_active_runs", workflow="one", tenant="acme", status="queued")
+    assert first[active] == RUNS - FAILED
+    assert first[sample("overture_workers_live")] == 0
     age = ("overture_queue_oldest_age_seconds", queued[1])
     assert first.pop(age) >= 0 and second.pop(age) >= 0  # the only value that moves with time
     assert first == second
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def test_a_worker_serves_its_own_series_on_its_metrics_port(
@@ -122,16 +112,9 @@ async def test_a_worker_serves_its_own_series_on_its_metrics_port(
 
     async with httpx.AsyncClient() as client:
         response = await client.get(f"http://127.0.0.1:{port}/metrics", timeout=30)
-    samples = {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(response.text)
-        for s in family.samples
-    }
-    ran = {("worker", "w-7"), ("handler", "echo"), ("tenant", "default"), ("status", "succeeded")}
-    assert samples[("overture_step_executions_total", frozenset(ran))] == 1
-    finished = {("worker", "w-7"), ("workflow", "one"), ("tenant", "default")}
-    assert (
-        samples[("overture_runs_finished_total", frozenset({*finished, ("status", "succeeded")}))]
-        == 1
-    )
-    assert not [name for name, _ in samples if name == "overture_queue_depth"]  # API's only
+    seen = samples(response.text)
+    ran = {"worker": "w-7", "handler": "echo", "tenant": "default"}
+    assert seen[sample("overture_step_executions_total", **ran, status="succeeded")] == 1
+    finished = {"worker": "w-7", "workflow": "one", "tenant": "default", "status": "succeeded"}
+    assert seen[sample("overture_runs_finished_total", **finished)] == 1
+    assert not [name for name, _ in seen if name == "overture_queue_depth"]  # API's only

@@ -224,3 +224,86 @@ async def test_without_tracing_an_http_call_still_carries_the_runs_trace(
     received = parse_traceparent(request.headers["traceparent"])
     assert received is not None and received.trace_id == CALLER_TRACE
     assert received.span_id != CALLER_SPAN  # the attempt's own span id, not the caller's
+
+
+async def test_a_retried_run_gets_a_new_span_under_its_first(client: Client) -> None:
+    """Span ids are unique in a trace: the reopened run is a new span, a child of the first."""
+    flaky = workflow(
+        {
+            "name": "flaky",
+            "steps": [{"id": "once", "uses": "fail", "with": {"message": "first time"}}],
+        }
+    )
+    async with traced_worker(client) as exporter:
+        run = await client.start_run(flaky, traceparent=INBOUND)
+        assert (await finished(client, exporter, run.id, 2)).status == "failed"
+        await client.retry(run.id)
+        await finished(client, exporter, run.id, 4)
+    runs = sorted(
+        (s for s in exporter.get_finished_spans() if s.name == "run flaky"),
+        key=lambda s: s.start_time or 0,
+    )
+    assert len(runs) == 2
+    first, second = runs
+    assert hex_span(first) != hex_span(second)
+    assert hex_parent(first) == CALLER_SPAN and hex_parent(second) == hex_span(first)
+    assert second.attributes is not None and second.attributes["overture.reopened"] is True
+    steps = sorted(
+        (s for s in exporter.get_finished_spans() if s.name == "step once"),
+        key=lambda s: s.start_time or 0,
+    )
+    assert [hex_parent(s) for s in steps] == [hex_span(first), hex_span(second)]
+    assert first.start_time is not None and second.start_time is not None
+    assert second.start_time > first.start_time  # the second span starts at the retry
+
+
+async def test_a_caller_that_does_not_sample_gets_no_spans(client: Client) -> None:
+    async with traced_worker(client) as exporter:
+        run = await client.start_run(
+            workflow({"name": "quiet", "steps": [{"id": "only", "uses": "noop"}]}),
+            traceparent=f"00-{CALLER_TRACE}-{CALLER_SPAN}-00",
+        )
+        assert (await client.wait(run.id, timeout=WAIT)).status == "succeeded"
+        # A sampled run after it, whose spans show the exporter was working all along.
+        control = await client.start_run("quiet")
+        await finished(client, exporter, control.id, 2)
+    [first, *_] = await client.events(control.id)
+    assert isinstance(first.event, ev.RunStarted)
+    sampled = parse_traceparent(first.event.traceparent)
+    assert sampled is not None
+    traces = {s.context.trace_id for s in exporter.get_finished_spans() if s.context}
+    assert traces == {int(sampled.trace_id, 16)}  # nothing of the unsampled run's trace
+
+
+async def test_a_compensated_run_ends_its_span_too(client: Client) -> None:
+    saga = workflow(
+        {
+            "name": "saga",
+            "steps": [
+                {"id": "book", "uses": "noop", "compensate": {"uses": "noop"}},
+                {"id": "pay", "uses": "fail", "depends_on": ["book"], "with": {"message": "no"}},
+            ],
+        }
+    )
+    async with traced_worker(client) as exporter:
+        run = await client.start_run(saga)
+        done = await finished(client, exporter, run.id, 4)
+    assert done.status == "compensated"
+    [span] = [s for s in exporter.get_finished_spans() if s.name == "run saga"]
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes is not None and span.attributes["overture.status"] == "compensated"
+
+
+async def test_a_steps_own_traceparent_header_is_sent_as_it_is(
+    client: Client, target: Target
+) -> None:
+    own = f"00-{'1' * 32}-{'2' * 16}-01"
+    step = {"method": "GET", "url": f"{target.url}/json", "headers": {"traceparent": own}}
+    async with traced_worker(client) as exporter:
+        run = await client.start_run(
+            workflow({"name": "own", "steps": [{"id": "call", "uses": "http", "with": step}]}),
+            traceparent=INBOUND,
+        )
+        await finished(client, exporter, run.id, 2)
+    [request] = target.received
+    assert request.headers.getlist("traceparent") == [own]

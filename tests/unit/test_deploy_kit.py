@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from tests.support.processes import until
+from tests.support.prometheus import samples
 from tests.support.server import running_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,24 +55,63 @@ DURATION = re.compile(r"(?:\d+(?:ms|[smhdwy]))+|\$__rate_interval|\$__interval|\
 IDENTIFIER = re.compile(r"(?<![\w$.])[A-Za-z_:][\w:]*")
 LABEL_VALUES = re.compile(r"\blabel_values\(([^,()]*),\s*\w+\s*\)")
 NUMBER = re.compile(r"(?<![\w$])\d+(?:\.\d+)?(?:e[+-]?\d+)?")
+NAME_PATTERN = re.compile(r'__name__\s*=~\s*"((?:[^"\\]|\\.)*)"')
+COUNTED = ("_total", "_bucket", "_count", "_sum")
+"""Suffixes of per-process counters and histograms: they restart from zero with their process."""
+OVER_TIME = frozenset({"rate", "increase", "irate"})
+"""What a counter must be read through (they see through a process's restart)."""
+ACROSS_PROCESSES = frozenset({"max", "min", "delta", "absent"})
+"""What a shared gauge must be read through: every API process reports the same value, so a
+``sum`` over them would count it once per process."""
 
 
-def metric_names(expr: str) -> set[str]:
-    """The metric names a PromQL expression reads; every function it calls must be known."""
+def _bare(expr: str) -> str:
+    """``expr`` without strings, label matchers, ranges, label lists and numbers: identifiers,
+    operators and the brackets of calls are left."""
     text = STRING.sub('""', expr)
     text = re.sub(r"\{[^{}]*\}", " ", text)  # label matchers
     text = LABEL_VALUES.sub(r"label_values(\1)", text)  # Grafana's: its last argument is a label
     text = RANGE.sub(" ", text)  # ranges and subqueries
     text = LABEL_LISTS.sub(" ", text)
-    text = NUMBER.sub(" ", text)
-    names: set[str] = set()
-    for found in IDENTIFIER.finditer(text):
-        word = found.group()
-        if text[found.end() :].lstrip().startswith("("):
-            assert word in FUNCTIONS, f"unknown function {word!r} in {expr!r}"
-        elif word.lower() not in KEYWORDS:
-            names.add(word)
-    return names
+    return NUMBER.sub(" ", text)
+
+
+def metric_reads(expr: str) -> list[tuple[str, str | None]]:
+    """Each metric an expression reads, with the function it is the argument of (None at the
+    top level); every function it calls must be known."""
+    text = _bare(expr)
+    calls: list[str | None] = []  # the function of each open bracket
+    reads: list[tuple[str, str | None]] = []
+    position = 0
+    for found in re.finditer(r"[A-Za-z_:][\w:]*|\(|\)", text):
+        if found.start() < position:
+            continue
+        token = found.group()
+        if token == "(":
+            calls.append(None)
+        elif token == ")":
+            calls.pop()
+        elif found.start() > 0 and text[found.start() - 1] in "$.":
+            continue  # a Grafana variable's or a number's rest, not a name
+        elif text[found.end() :].lstrip().startswith("("):
+            assert token in FUNCTIONS, f"unknown function {token!r} in {expr!r}"
+            bracket = text.index("(", found.end())
+            calls.append(token)
+            position = bracket + 1
+        elif token.lower() not in KEYWORDS:
+            enclosing = next((c for c in reversed(calls) if c is not None), None)
+            reads.append((token, enclosing if calls and calls[-1] is not None else None))
+    return reads
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads; every function it calls must be known."""
+    return {name for name, _ in metric_reads(expr)}
+
+
+def name_patterns(expr: str) -> list[str]:
+    """The ``__name__=~"..."`` patterns an expression selects metrics by."""
+    return NAME_PATTERN.findall(expr)
 
 
 def check_syntax(expr: str) -> None:
@@ -95,6 +137,9 @@ def test_metric_names_are_read_from_promql() -> None:
     )
     assert metric_names(expr) == {"a_bucket", "b", "c_total"}
     assert metric_names('label_values(d{x="1"}, tenant)') == {"d"}
+    assert metric_reads(expr) == [("a_bucket", "rate"), ("b", "max"), ("c_total", "absent")]
+    assert metric_reads("sum(x_total) > 0 and y") == [("x_total", "sum"), ("y", None)]
+    assert name_patterns('label_values({__name__=~"o_.+", t!=""}, t)') == ["o_.+"]
     check_syntax(expr)
     with pytest.raises(AssertionError):
         check_syntax("sum(rate(a[5m])")
@@ -143,11 +188,36 @@ def test_every_rule_is_complete() -> None:
         assert rule["annotations"]["summary"].strip(), rule["alert"]
 
 
-def test_dead_letter_growth_uses_a_gauge_function() -> None:
-    """``increase`` reads a gauge's every fall as a counter reset: a requeue would alert."""
+def test_dead_letter_growth_counts_letters_as_they_come() -> None:
+    """A tenant's ``overture_dead_letters`` series exists only while its queue is not empty: a
+    delta over it cannot see a queue go from empty to many. The counter can."""
     [rule] = [r for r in rules() if r["alert"] == "DeadLetterQueueGrowing"]
-    assert "increase(" not in rule["expr"]
-    assert "delta(overture_dead_letters[" in rule["expr"]
+    assert "increase(overture_steps_dead_lettered_total[" in rule["expr"]
+    assert "overture_dead_letters" not in rule["expr"]
+
+
+def test_a_circuit_cycling_through_half_open_keeps_its_alert() -> None:
+    [rule] = [r for r in rules() if r["alert"] == "CircuitOpen"]
+    assert re.search(r">=\s*1\s*$", rule["expr"]), rule["expr"]
+
+
+@pytest.mark.parametrize("expr", every_expr())
+def test_every_series_is_aggregated_the_way_its_kind_needs(expr: str) -> None:
+    """Counters (per process, reset by a restart) through rate/increase; shared gauges (the
+    same in every API process) through max/min (or delta, absent), never a plain sum."""
+    for name, enclosing in metric_reads(expr):
+        if name.endswith(COUNTED):
+            assert enclosing in OVER_TIME, f"{name} read through {enclosing} in {expr!r}"
+        else:
+            assert enclosing in ACROSS_PROCESSES, f"{name} read through {enclosing} in {expr!r}"
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
+def test_promtool_accepts_the_rules() -> None:
+    checked = subprocess.run(
+        ["promtool", "check", "rules", str(ALERTS)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_the_scrape_config_loads_the_rules_and_sends_a_key() -> None:
@@ -170,7 +240,7 @@ def test_the_dashboard_has_a_panel_per_concern() -> None:
 @pytest.mark.parametrize("expr", every_expr())
 def test_every_expression_is_well_formed(expr: str) -> None:
     check_syntax(expr)
-    assert metric_names(expr), f"{expr!r} reads no metric"
+    assert metric_names(expr) or name_patterns(expr), f"{expr!r} reads no metric"
 
 
 # --- against the real server -------------------------------------------------------------------
@@ -188,8 +258,7 @@ def exposed_names(exposition: str) -> set[str]:
     names: set[str] = set()
     for family in text_string_to_metric_families(exposition):
         names |= {family.name + s for s in suffixes.get(family.type, ("",))}
-        names |= {s.name for s in family.samples}
-    return names
+    return names | {name for name, _ in samples(exposition)}
 
 
 @pytest.fixture(scope="module")
@@ -218,3 +287,5 @@ def test_every_metric_the_kit_queries_is_exposed(scraped: set[str]) -> None:
     missing = {name: expr for name, expr in queried.items() if name not in scraped}
     assert not missing, f"queried but not exposed: {missing}"
     assert all(name.startswith("overture_") for name in queried), sorted(queried)
+    for pattern in (p for expr in every_expr() for p in name_patterns(expr)):
+        assert any(re.fullmatch(pattern, name) for name in scraped), pattern

@@ -86,3 +86,22 @@ def test_fields_added_later_are_written_only_when_set() -> None:
     assert set(data) == {"type", "at", "step_id", "attempt", "output", "compensation"}
     old = {"type": "StepStarted", "at": EPOCH.isoformat(), "step_id": "s", "attempt": 1}
     assert ev.from_data(old) == ev.StepStarted(at=EPOCH, step_id="s", attempt=1)
+
+
+def test_trace_fields_are_written_only_when_set() -> None:
+    """A run started before traces (or a retry without one) is stored as it always was."""
+    plain = ev.RunStarted(at=EPOCH, run_id="r", workflow="w", version=1, input=None)
+    assert not {"traceparent", "parent_span_id"} & set(ev.to_data(plain))
+    assert not {"traceparent", "parent_span_id"} & set(
+        ev.to_data(ev.RunRetried(at=EPOCH, steps=("s",)))
+    )
+    traced = dataclasses.replace(plain, traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01")
+    assert ev.from_data(serde.loads(serde.dumps(ev.to_data(traced)))) == traced
+
+
+def test_fields_a_newer_version_wrote_are_ignored() -> None:
+    """A rolling upgrade: an older process reads what a newer one added, and keeps the rest."""
+    data = ev.to_data(ev.StepStarted(at=EPOCH, step_id="s", attempt=1))
+    assert ev.from_data({**data, "added_later": {"x": 1}}) == ev.StepStarted(
+        at=EPOCH, step_id="s", attempt=1
+    )

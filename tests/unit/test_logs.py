@@ -8,14 +8,18 @@ import json
 import logging
 import re
 import sys
+import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
+import httpx
 import pytest
 import uvicorn
 
+from overture.api import Services, create_app
 from overture.runtime.context import StepContext
-from overture.settings import SettingsInvalid, load_settings
+from overture.settings import Settings, SettingsInvalid, load_settings
+from overture.store import Store
 from overture.telemetry import logs
 from overture.telemetry.logs import RequestContext, bound, configure_logging
 
@@ -44,11 +48,13 @@ def restored_logging() -> Iterator[None]:
     """``configure_logging`` changes process-wide state: put it all back after each test."""
     root = logging.getLogger()
     handlers, level, hook = root.handlers[:], root.level, sys.excepthook
+    thread_hook, unraisable_hook = threading.excepthook, sys.unraisablehook
     uvicorns = {name: logging.getLogger(name) for name in logs.UVICORN_LOGGERS}
     saved = {name: (u.handlers[:], u.propagate, u.level) for name, u in uvicorns.items()}
     yield
     logging.captureWarnings(False)
     sys.excepthook = hook
+    threading.excepthook, sys.unraisablehook = thread_hook, unraisable_hook
     root.handlers[:] = handlers
     root.setLevel(level)
     for name, (own, propagate, own_level) in saved.items():
@@ -58,7 +64,7 @@ def restored_logging() -> Iterator[None]:
 
 
 def configured(fmt: str = "json", **kw: Any) -> io.StringIO:
-    stream = kw.pop("stream", io.StringIO())
+    stream: io.StringIO = kw.pop("stream", io.StringIO())
     configure_logging("DEBUG", fmt, stream=stream, secrets=kw.pop("secrets", {"CANARY": SECRET}))
     return stream
 
@@ -129,6 +135,41 @@ def test_an_uncaught_exception_is_logged_as_a_line() -> None:
     assert "RuntimeError: crashed holding ***" in line["exception"]
 
 
+def test_an_uncaught_exception_in_a_thread_is_logged_as_a_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stream = configured()
+
+    def crash() -> None:
+        raise RuntimeError(f"writer crashed holding {SECRET}")
+
+    thread = threading.Thread(target=crash, name="sqlite-writer")
+    thread.start()
+    thread.join()
+    (line,) = lines(stream)
+    assert line["level"] == "ERROR"
+    assert line["message"] == "uncaught exception in thread sqlite-writer"
+    assert "RuntimeError: writer crashed holding ***" in line["exception"]
+    assert capsys.readouterr().err == ""
+
+
+def test_an_exception_nothing_can_raise_is_logged_as_a_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stream = configured()
+
+    class Leaky:
+        def __del__(self) -> None:
+            raise ValueError(f"closing failed holding {SECRET}")
+
+    Leaky()  # collected at once: __del__ raises where no caller can catch it
+    (line,) = lines(stream)
+    assert line["level"] == "ERROR"
+    assert line["message"].startswith("Exception ignored in: <function")
+    assert "ValueError: closing failed holding ***" in line["exception"]
+    assert capsys.readouterr().err == ""
+
+
 # --- never losing a line -----------------------------------------------------------------------
 
 
@@ -160,6 +201,41 @@ def test_fields_json_cannot_hold_become_text() -> None:
     assert line["run_id"] == "r"
     assert line["huge"] == str(2**70)
     assert line["thing"].startswith("<object object")
+
+
+UNDECODABLE = b"caf\xe9".decode("utf-8", "surrogateescape")  # a lone surrogate: "caf\udce9"
+
+
+def without_pytests_copy() -> None:
+    """pytest keeps each record for its report, which pytest-xdist cannot send to the main
+    process when it holds a lone surrogate: only our handler may see these lines."""
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if type(h).__module__ != "_pytest.logging"]
+
+
+def test_a_line_with_undecodable_bytes_is_still_a_json_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stream = configured()
+    without_pytests_copy()
+    with bound(run_id="r", path=UNDECODABLE, huge=2**70):
+        log.info("%s", UNDECODABLE)
+    (line,) = lines(stream)
+    assert line["message"] == "caf\\udce9"
+    assert (line["run_id"], line["path"], line["huge"]) == ("r", "caf\\udce9", str(2**70))
+    assert "Logging error" not in capsys.readouterr().err
+
+
+def test_a_line_with_undecodable_bytes_is_still_a_text_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    raw = io.BytesIO()
+    strict = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", write_through=True)
+    configured("text", stream=strict)
+    without_pytests_copy()
+    log.info("%s", UNDECODABLE)
+    assert raw.getvalue().decode().rstrip().endswith("tests.logs: caf\\udce9")
+    assert "Logging error" not in capsys.readouterr().err
 
 
 def test_a_text_line_survives_bad_arguments_too() -> None:
@@ -323,9 +399,20 @@ def test_secrets_come_from_the_environment_by_default(monkeypatch: pytest.Monkey
 
 
 def test_a_secret_inside_another_leaves_nothing_of_the_longer() -> None:
-    stream = configured(secrets={"SHORT": "abc", "LONG": "abcdef"})
-    log.info("abcdef and abc")
-    assert lines(stream)[0]["message"] == "*** and ***"
+    stream = configured(secrets={"SHORT": "abcd", "LONG": "abcdefgh"})
+    with bound(token="abcdefgh"):
+        log.info("abcdefgh and abcd")
+    (line,) = lines(stream)
+    assert (line["message"], line["token"]) == ("*** and ***", "***")
+
+
+def test_a_secret_too_short_to_mask_well_is_named_once_at_start() -> None:
+    stream = configured(secrets={"PIN": "123", "TOKEN": SECRET, "EMPTY": ""})
+    log.info("run 0123")
+    warning, line = lines(stream)
+    assert warning["level"] == "WARNING"
+    assert "secret PIN is shorter than 4 characters" in warning["message"]
+    assert line["message"] == "run 0***"
 
 
 def test_api_keys_and_bearer_tokens_are_masked() -> None:
@@ -333,9 +420,13 @@ def test_api_keys_and_bearer_tokens_are_masked() -> None:
     key = "ovt_AbCd1234_" + "Zz9-_" * 8
     log.info("refused %s", key)
     log.info("sent Authorization: Bearer eyJhbGciOi.payload.sig to the server")
-    first, second = (line["message"] for line in lines(stream))
+    log.info("key=x%s", key)
+    log.info("headers %s", {"Authorization": "Basic dXNlcjpwYXNz"})
+    first, second, third, fourth = (line["message"] for line in lines(stream))
     assert first == "refused ovt_AbCd1234_***"
     assert second == "sent Authorization: Bearer *** to the server"
+    assert third == "key=xovt_AbCd1234_***"
+    assert fourth == "headers {'Authorization': 'Basic ***'}"
 
 
 def test_other_handlers_see_the_masked_line(caplog: pytest.LogCaptureFixture) -> None:
@@ -377,3 +468,36 @@ async def test_a_request_logs_the_trace_of_its_traceparent(
 
 async def _never(*args: Any) -> Any:
     raise AssertionError("not called")
+
+
+@pytest.mark.asyncio
+async def test_the_app_binds_the_trace_of_a_request_even_to_a_crashs_line() -> None:
+    stream = configured()
+    app = create_app(Services(store=cast(Store, None), settings=Settings(), auth_required=True))
+
+    @app.get("/logs")
+    async def logs_a_line() -> dict[str, str]:
+        log.info("handling")
+        return {}
+
+    @app.get("/crashes")
+    async def crashes() -> None:
+        raise RuntimeError("boom")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    headers = {"traceparent": f"00-{RUN['trace_id']}-00f067aa0ba902b7-01"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        assert (await client.get("/logs", headers=headers)).status_code == 200
+        assert (await client.get("/crashes", headers=headers)).status_code == 500
+        assert (await client.get("/logs")).status_code == 200
+    handled, crashed, untraced = [line for line in lines(stream) if line["logger"] != "httpx"]
+    assert (handled["message"], handled["trace_id"]) == ("handling", RUN["trace_id"])
+    assert crashed["message"] == "unhandled error on GET /crashes"
+    assert crashed["trace_id"] == RUN["trace_id"]
+    assert "trace_id" not in untraced
+
+
+def test_logging_to_says_whether_the_handler_writes_to_a_stream() -> None:
+    stream = configured()
+    assert logs.logging_to(stream)
+    assert not logs.logging_to(io.StringIO())

@@ -8,13 +8,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from prometheus_client.parser import text_string_to_metric_families
+import pytest
+from tests.support.prometheus import Sample, sample, samples
 
 from overture.core import events as ev
 from overture.core.advance import Transition, advance
 from overture.core.events import ErrorInfo
 from overture.core.loader import parse_workflow
 from overture.core.model import Workflow
+from overture.settings import SETTINGS, Settings, SettingsInvalid
 from overture.store.records import (
     CircuitRecord,
     Observation,
@@ -22,8 +24,8 @@ from overture.store.records import (
     RunGauge,
     WorkerRecord,
 )
-from overture.telemetry.gauges import exposition, shared_gauges
-from overture.telemetry.metrics import Metrics
+from overture.telemetry.gauges import TENANT_FREE, exposition, shared_gauges
+from overture.telemetry.metrics import UNKNOWN_HANDLER, Metrics, serve_metrics
 from overture.testing import EPOCH
 
 FLAKY = parse_workflow(
@@ -44,6 +46,15 @@ SAGA = parse_workflow(
         steps:
           - {id: book, uses: booker, compensate: {uses: unbook}}
           - {id: pay, uses: payer, depends_on: [book]}
+        """
+    )
+)
+SECRET_PLAN = parse_workflow(
+    textwrap.dedent(
+        """
+        name: secret-plan
+        steps:
+          - {id: scheme, uses: classified}
         """
     )
 )
@@ -142,6 +153,36 @@ def test_a_run_that_fails_for_good_counts_as_failed_without_a_retry() -> None:
     assert value(metrics, "overture_runs_finished_total", **failed) == 1
     retries = {"workflow": "flaky", "tenant": "acme", "handler": "agent"}
     assert value(metrics, "overture_step_retries_total", **retries) == 0
+    assert value(metrics, "overture_steps_dead_lettered_total", **retries) == 1
+
+
+def test_a_step_dead_lettered_after_its_retries_is_counted_once_with_its_handler() -> None:
+    run = Run(FLAKY, "acme")
+    for _ in range(3):
+        run.attempt("call", RETRYABLE)
+    assert run.transitions[-1].dead  # the third retryable failure was the last allowed
+    metrics = Metrics(worker="w1")
+
+    for t in run.transitions:
+        metrics.recorded([t])
+
+    dead = {"workflow": "flaky", "tenant": "acme", "handler": "agent"}
+    assert value(metrics, "overture_steps_dead_lettered_total", **dead) == 1
+
+
+def test_a_dead_letter_whose_step_this_process_never_queued_has_an_unknown_handler() -> None:
+    """The attempt was queued by another process (an API server): the transition that
+    dead-letters it names no handler."""
+    run = Run(FLAKY, "acme")
+    run.attempt("call", FATAL)
+    metrics = Metrics(worker="w1")
+
+    metrics.recorded(run.transitions[-1:])
+
+    dead = {"workflow": "flaky", "tenant": "acme"}
+    assert value(metrics, "overture_steps_dead_lettered_total", **dead, handler="agent") == 0
+    unknown = value(metrics, "overture_steps_dead_lettered_total", **dead, handler=UNKNOWN_HANDLER)
+    assert unknown == 1
 
 
 def test_a_compensated_run_finishes_as_compensated() -> None:
@@ -176,24 +217,26 @@ def test_a_lost_lease_is_counted_and_its_rerun_is_not_a_retry() -> None:
 
 def test_worker_and_webhook_counts() -> None:
     metrics = Metrics(worker="w1")
-    assert value(metrics, "overture_worker_heartbeats_total") == 0  # shown before the first
+    heartbeats = {"worker": "w1"}
+    # No series before a worker heartbeats: an API process without one shows none at all.
+    assert metrics.registry.get_sample_value("overture_worker_heartbeats_total", heartbeats) is None
 
-    metrics.deferred(["slot", "slot", "rate"])
+    metrics.deferred([("acme", "slot"), ("acme", "slot"), ("globex", "rate")])
     metrics.heartbeat()
     metrics.attempt_finished(handler="agent", tenant="acme", status="succeeded", seconds=0.02)
     metrics.attempt_finished(handler="agent", tenant="acme", status="failed", seconds=120.0)
     metrics.webhook_verified(source="gh", tenant="acme", result="verified")
     metrics.webhook_verified(source="gh", tenant="acme", result="bad_signature")
 
-    assert value(metrics, "overture_flow_deferrals_total", reason="slot") == 2
-    assert value(metrics, "overture_flow_deferrals_total", reason="rate") == 1
+    assert value(metrics, "overture_flow_deferrals_total", tenant="acme", reason="slot") == 2
+    assert value(metrics, "overture_flow_deferrals_total", tenant="globex", reason="rate") == 1
     assert value(metrics, "overture_worker_heartbeats_total") == 1
     ran = {"handler": "agent", "tenant": "acme"}
     assert value(metrics, "overture_step_executions_total", **ran, status="succeeded") == 1
     assert value(metrics, "overture_step_executions_total", **ran, status="failed") == 1
-    assert value(metrics, "overture_step_duration_seconds_count", handler="agent") == 2
-    assert value(metrics, "overture_step_duration_seconds_bucket", handler="agent", le="0.025") == 1
-    assert value(metrics, "overture_step_duration_seconds_bucket", handler="agent", le="600.0") == 2
+    assert value(metrics, "overture_step_duration_seconds_count", **ran) == 2
+    assert value(metrics, "overture_step_duration_seconds_bucket", **ran, le="0.025") == 1
+    assert value(metrics, "overture_step_duration_seconds_bucket", **ran, le="600.0") == 2
     hooks = {"source": "gh", "tenant": "acme"}
     assert value(metrics, "overture_webhook_verifications_total", **hooks, result="verified") == 1
     refused = value(
@@ -246,12 +289,15 @@ WORKERS = [
     worker("live", AT - timedelta(seconds=5)),
     worker("silent", AT - timedelta(minutes=5)),
     worker("gone", AT - timedelta(seconds=1), stopped=True),
+    worker("crashed-long-ago", AT - timedelta(days=2)),  # never said it stopped
 ]
-CIRCUITS = [
-    CircuitRecord(
+
+
+def circuit(key: str, status: str) -> CircuitRecord:
+    return CircuitRecord(
         tenant="globex",
-        key="host:api.example.com",
-        status="open",
+        key=key,
+        status=status,
         failures=5,
         threshold=5,
         window=60,
@@ -260,30 +306,30 @@ CIRCUITS = [
         open_until=AT,
         updated_at=AT,
     )
-]
 
 
-def scrape(
-    metrics: Metrics, tenant: str | None
-) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+CIRCUITS = [circuit("host:api.example.com", "open"), circuit("host:fine.example.com", "closed")]
+
+
+def scrape(metrics: Metrics, tenant: str | None) -> dict[Sample, float]:
     families = [*metrics.registry.collect(), *shared_gauges(SEEN, WORKERS, CIRCUITS)]
-    text = exposition(families, tenant=tenant).decode()
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def sample(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
-    return name, frozenset(labels.items())
+    return samples(exposition(families, tenant=tenant).decode())
 
 
 def busy_metrics() -> Metrics:
+    """Two tenants whose workflows and handlers have different names, so a series of one
+    showing up in the other's scrape is visible by its name alone."""
     metrics = Metrics(worker="w1")
-    for tenant in ("acme", "globex"):
-        metrics.recorded(Run(FLAKY, tenant).transitions)
-        metrics.attempt_finished(handler="agent", tenant=tenant, status="succeeded", seconds=1)
+    for tenant, workflow, handler in (
+        ("acme", FLAKY, "agent"),
+        ("globex", SECRET_PLAN, "classified"),
+    ):
+        run = Run(workflow, tenant)
+        run.attempt(workflow.steps[0].id, FATAL)
+        metrics.recorded(run.transitions)
+        metrics.attempt_finished(handler=handler, tenant=tenant, status="failed", seconds=1)
+        metrics.deferred([(tenant, "slot")])
+    metrics.heartbeat()
     return metrics
 
 
@@ -301,24 +347,50 @@ def test_everything_is_shown_to_the_operator() -> None:
         "overture_active_runs", workflow="secret-plan", tenant="globex", status="running"
     )
     assert seen[active] == 5
-    circuit = sample("overture_circuit_state", key="host:api.example.com", tenant="globex")
-    assert seen[circuit] == 2
+    assert seen[sample("overture_circuit_state", key="host:api.example.com", tenant="globex")] == 2
+    assert (
+        sample("overture_circuit_state", key="host:fine.example.com", tenant="globex") not in seen
+    )
     assert seen[sample("overture_workers_live")] == 1
     assert seen[sample("overture_worker_last_seen_seconds", worker="silent")] == 300
     assert sample("overture_worker_last_seen_seconds", worker="gone") not in seen
-    started = sample("overture_runs_started_total", worker="w1", workflow="flaky", tenant="globex")
+    assert sample("overture_worker_last_seen_seconds", worker="crashed-long-ago") not in seen
+    started = sample(
+        "overture_runs_started_total", worker="w1", workflow="secret-plan", tenant="globex"
+    )
     assert seen[started] == 1
+    ran = sample(
+        "overture_step_duration_seconds_count", worker="w1", handler="classified", tenant="globex"
+    )
+    assert seen[ran] == 1
 
 
-def test_a_tenant_sees_its_own_series_and_those_of_no_tenant_only() -> None:
+def test_a_tenant_sees_its_own_series_and_the_workers_only() -> None:
     seen = scrape(busy_metrics(), "acme")
 
-    tenants = {dict(labels).get("tenant") for _, labels in seen}
-    assert tenants == {"acme", None}
     assert seen[sample("overture_queue_depth", queue="agent", tenant="acme")] == 3
     assert seen[sample("overture_dead_letters", tenant="acme")] == 2
     assert seen[sample("overture_workers_live")] == 1
+    assert seen[sample("overture_worker_heartbeats_total", worker="w1")] == 1
     started = sample("overture_runs_started_total", worker="w1", workflow="flaky", tenant="acme")
     assert seen[started] == 1
-    for name, labels in seen:  # workflow names are a tenant's own, durations included
-        assert dict(labels).get("workflow", "flaky") == "flaky", name
+    held = sample("overture_flow_deferrals_total", worker="w1", tenant="acme", reason="slot")
+    assert seen[held] == 1
+    dead = {"worker": "w1", "workflow": "flaky", "tenant": "acme", "handler": "agent"}
+    assert seen[sample("overture_steps_dead_lettered_total", **dead)] == 1
+    for name, labels in seen:
+        found = dict(labels)
+        assert found.get("tenant", "acme") == "acme", name
+        assert found.get("workflow", "flaky") == "flaky", name  # globex's is secret-plan
+        assert found.get("handler", "agent") == "agent", name  # globex's is classified
+        if "tenant" not in found:  # only the workers' series belong to no tenant
+            assert any(name.startswith(family) for family in TENANT_FREE), name
+
+
+def test_a_metrics_port_beyond_the_last_one_is_refused_naming_the_setting() -> None:
+    with pytest.raises(SettingsInvalid, match="metrics_port must be <= 65535"):
+        SETTINGS["metrics_port"].parse("70000", "OVERTURE_METRICS_PORT")
+    # Given in code, past the settings: the socket layer's OverflowError, said the same way.
+    with pytest.raises(SettingsInvalid, match=r"metrics_port: cannot listen on 127\.0\.0\.1:70000"):
+        serve_metrics(Metrics(worker="w1"), host="127.0.0.1", port=70000)
+    assert Settings().metrics_host == "127.0.0.1"  # never the API's host unless told

@@ -1,4 +1,4 @@
-"""The FastAPI application: routes, problem responses, body limits."""
+"""The FastAPI application: routes, problem responses, body limits, request log context."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp
 
 from overture import __version__
 from overture.api import problems
@@ -27,6 +28,7 @@ from overture.api.routes import (
     workflows,
 )
 from overture.api.services import Services
+from overture.telemetry.logs import RequestContext
 
 DESCRIPTION = """\
 Start and follow durable workflow runs and tasks. Authenticate with
@@ -42,8 +44,16 @@ signature scheme instead."""
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
+class _App(FastAPI):
+    """FastAPI, its whole stack inside ``RequestContext``: the lines logged while a request is
+    handled carry its trace, Starlette's error middleware's (a crash's line) included."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestContext(super().build_middleware_stack())
+
+
 def create_app(services: Services, *, lifespan: Lifespan | None = None) -> FastAPI:
-    app = FastAPI(
+    app = _App(
         title="Overture",
         version=__version__,
         description=DESCRIPTION,

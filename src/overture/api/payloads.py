@@ -12,10 +12,11 @@ import math
 import re
 from typing import Annotated, Any
 
-from fastapi import Header
+from fastapi import Depends, Header, Request
 from pydantic import BeforeValidator, JsonValue
 
 from overture.core.document import MAX_DEPTH
+from overture.telemetry import tracecontext
 
 SMALLEST_INT, LARGEST_INT = -(2**63), 2**64 - 1
 """The integers orjson writes: 64 bits, signed or not."""
@@ -53,11 +54,19 @@ AnyPayload = Annotated[JsonValue, BeforeValidator(storable)]
 """Any JSON value the store can keep."""
 
 
-TraceParentHeader = Annotated[
-    str | None,
-    Header(
-        max_length=256,
-        description="W3C Trace Context: the runs started join the caller's trace "
-        "(an invalid value starts a new trace, as the specification says).",
-    ),
-]
+def inbound_trace(
+    request: Request,
+    traceparent: Annotated[
+        str | None,
+        Header(
+            description="W3C Trace Context: the runs started join the caller's trace (an "
+            "invalid value, or more than one, is ignored: a new trace, as the specification says)."
+        ),
+    ] = None,
+) -> str | None:
+    """The caller's ``traceparent`` (declared above for the OpenAPI document; read from every
+    header of the name, since two are ambiguous)."""
+    return tracecontext.inbound(request.headers.getlist("traceparent"))
+
+
+InboundTrace = Annotated[str | None, Depends(inbound_trace)]

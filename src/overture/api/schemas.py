@@ -242,7 +242,11 @@ class WorkerOut(BaseModel):
         "heartbeats every min(lease/3, 10 s)): a running worker that is not live has likely "
         "crashed."
     )
-    seen_seconds_ago: float = Field(ge=0, description="Seconds since its last heartbeat.")
+    seen_seconds_ago: float = Field(
+        ge=0,
+        description="Seconds since its last heartbeat, as of the database's time in a status "
+        "and of the API server's clock in a worker listing.",
+    )
 
 
 class WorkerList(BaseModel):

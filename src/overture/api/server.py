@@ -18,7 +18,6 @@ import os
 import signal
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -33,12 +32,7 @@ from overture.runtime.secrets import secrets_from_env
 from overture.runtime.worker import Worker, new_worker_id
 from overture.settings import Settings, tenant_limits
 from overture.store import Store, create_store, redact_url
-from overture.telemetry.logs import RequestContext
-from overture.telemetry.metrics import Metrics
-from overture.telemetry.tracing import configure_tracing
-
-if TYPE_CHECKING:
-    from overture.telemetry.spans import Tracing
+from overture.telemetry.setup import Instruments, instruments
 from overture.triggers.webhooks import check_shadowing, config_sources
 
 logger = logging.getLogger("overture.serve")
@@ -114,7 +108,7 @@ class Server:
         # Checked before the database opens: a bad [webhooks.x] table refuses to start.
         self.webhook_sources = config_sources(settings.webhooks, os.environ)
         self.store: Store | None = None
-        self.tracing: Tracing | None = None
+        self.instruments: Instruments | None = None
         self.worker: Worker | None = None
         self._working: asyncio.Task[None] | None = None
         self.scheduler: Scheduler | None = None
@@ -135,12 +129,9 @@ class Server:
         settings = self.settings
         # One id labels this process's series, with or without an in-process worker.
         worker_id = new_worker_id()
-        metrics = Metrics(worker=worker_id)
+        self.instruments = observed = instruments(worker_id)
         store = create_store(settings.database_url)
-        store.observers.append(metrics)
-        self.tracing = configure_tracing(os.environ)
-        if self.tracing is not None:
-            store.observers.append(self.tracing)
+        observed.observe(store)
         await store.open()
         self.store = store
         await check_shadowing(store, self.webhook_sources)
@@ -169,8 +160,8 @@ class Server:
                 worker_id=worker_id,
                 secrets=secrets_from_env(os.environ),
                 limits=tenant_limits(settings),
-                metrics=metrics,
-                tracing=self.tracing,
+                metrics=observed.metrics,
+                tracing=observed.tracing,
             )
             self._working = asyncio.create_task(self.worker.run())
         if settings.scheduler:
@@ -182,7 +173,7 @@ class Server:
             auth_required=auth_required,
             local_handlers=self.registry.names() if settings.workers > 0 else frozenset(),
             webhook_sources=self.webhook_sources,
-            metrics=metrics,
+            metrics=observed.metrics,
         )
 
     async def stop(self) -> None:
@@ -193,10 +184,12 @@ class Server:
         if self.worker is not None and self._working is not None:
             self.worker.stop()
             await self._working
-        if self.store is not None:
-            await self.store.close()
-        if self.tracing is not None:
-            self.tracing.shutdown()  # export the spans still buffered
+        try:
+            if self.store is not None:
+                await self.store.close()
+        finally:
+            if self.instruments is not None:
+                self.instruments.close()
 
     def _on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
@@ -232,7 +225,7 @@ class Server:
 
     async def _serve(self, services: Services) -> None:
         config = uvicorn.Config(
-            RequestContext(create_app(services)),  # lines logged in a request carry its trace
+            create_app(services),
             host=self.settings.host,
             port=self.settings.port,
             lifespan="off",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import Response
@@ -17,8 +17,9 @@ from overture.core.events import ErrorInfo
 from overture.core.model import Workflow
 from overture.core.state import RunState, StepState
 from overture.errors import NotFound
-from overture.status import Status
+from overture.status import Status, stale
 from overture.store.records import (
+    CircuitRecord,
     DeadLetter,
     LogRecord,
     QueueGauge,
@@ -26,6 +27,7 @@ from overture.store.records import (
     StoredEvent,
     WorkerRecord,
     WorkflowRecord,
+    seconds_since,
 )
 
 TASK_STEP = "task"
@@ -184,8 +186,17 @@ def worker(record: WorkerRecord, now: datetime) -> dict[str, Any]:
         "stopped_at": record.stopped_at,
         "running": record.running,
         "live": record.live(now),
-        "seen_seconds_ago": _seconds_since(record.last_seen, now),
+        "seen_seconds_ago": round(seconds_since(record.last_seen, now), 3),
     }
+
+
+def workers(records: Iterable[WorkerRecord]) -> dict[str, Any]:
+    """What ``GET /v1/workers`` answers (and ``overture workers ls`` prints on a database):
+    every worker, stopped ones too, ``live`` as of this host's clock. Asking the database for
+    its time would cost a query per listing, and a few seconds of skew matter little against
+    the 30 s window (``overture status`` uses the database's time)."""
+    now = datetime.now(UTC)
+    return {"items": [worker(w, now) for w in records]}
 
 
 def status(found: Status) -> dict[str, Any]:
@@ -199,7 +210,7 @@ def status(found: Status) -> dict[str, Any]:
         "queues": [queue(q, at) for q in found.queues],
         "runs": [{"workflow": r.workflow, "status": r.status, "count": r.count} for r in runs],
         "dead_letters": found.dead_letters,
-        "circuits": [circuit(c) for c in found.circuits],
+        "circuits": [status_circuit(c, at) for c in found.circuits],
         "workers": {
             "live": found.live_workers,
             "items": None if found.workers is None else [worker(w, at) for w in found.workers],
@@ -213,14 +224,15 @@ def queue(gauge: QueueGauge, at: datetime) -> dict[str, Any]:
         "queue": gauge.queue,
         "ready": gauge.ready,
         "delayed": gauge.delayed,
+        "running": gauge.running,
         "oldest_ready_at": oldest,
-        "oldest_ready_age": None if oldest is None else _seconds_since(oldest, at),
+        "oldest_ready_age": None if oldest is None else round(seconds_since(oldest, at), 3),
     }
 
 
-def _seconds_since(then: datetime, now: datetime) -> float:
-    # Never negative: ``now`` may come from a clock a little behind the one that stamped ``then``.
-    return round(max((now - then).total_seconds(), 0.0), 3)
+def status_circuit(record: CircuitRecord, at: datetime) -> dict[str, Any]:
+    """A failing circuit in a status: ``stale`` if its cooldown passed with nobody calling."""
+    return {**circuit(record), "stale": stale(record, at)}
 
 
 def log(line: LogRecord) -> dict[str, Any]:

@@ -13,7 +13,6 @@ import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar, cast
 
@@ -183,9 +182,7 @@ class DatabaseBackend:
         return as_http_json({"runs": [views.run(r) for r in reopened]})
 
     async def workers(self) -> dict[str, Any]:
-        found = await self.store.list_workers()
-        now = datetime.now(UTC)  # as the server does: see ``api.routes.operations``
-        return as_http_json({"items": [views.worker(w, now) for w in found]})
+        return as_http_json(views.workers(await self.store.list_workers()))
 
     async def list_workflows(self) -> dict[str, Any]:
         """The latest version of each workflow."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -15,6 +17,9 @@ from overture.errors import OvertureError
 from overture.settings import SETTINGS, resolve_setting
 from overture.store import Store, create_store, redact_url
 from overture.store.records import DEFAULT_TENANT
+from overture.telemetry import logs
+
+logger = logging.getLogger("overture.cli")
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -104,7 +109,12 @@ def with_store(url: str, work: Callable[[Store], Awaitable[T]], *, migrate: bool
 
 
 def reports_errors(command: F) -> F:
-    """Turn Overture's own errors into one red line and exit status 1 (no traceback)."""
+    """Turn Overture's own errors into one red line and exit status 1 (no traceback).
+
+    Once the command has configured the process's log (``serve``, ``worker``), the error is
+    also a line of that log (JSON where the log is, masked, reported to Sentry); the red line
+    is then printed only on a terminal, where it reads better than the log's.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -112,13 +122,21 @@ def reports_errors(command: F) -> F:
             return command(*args, **kwargs)
         except OvertureError as error:
             code = getattr(error, "code", None)
-            suffix = f" [{code}]" if isinstance(code, str) else ""
-            console(stderr=True).print(Text(f"error: {error}{suffix}", style="red"))
+            _report(str(error), code if isinstance(code, str) else None)
             raise SystemExit(1) from None
         except OSError as error:
             url = kwargs.get("database_url")
             where = f" ({redact_url(url)})" if isinstance(url, str) else ""
-            console(stderr=True).print(Text(f"error: {error}{where}", style="red"))
+            _report(f"{error}{where}", None)
             raise SystemExit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _report(message: str, code: str | None) -> None:
+    if logs.logging_to(sys.stderr):
+        logger.error("%s", message, extra={"overture": {"code": code}})
+        if not sys.stderr.isatty():
+            return
+    suffix = f" [{code}]" if code else ""
+    console(stderr=True).print(Text(f"error: {message}{suffix}", style="red"))

@@ -30,7 +30,7 @@ from overture.cli.progress import ProgressPrinter, steps_of, summary, watch
 from overture.core.builtin_steps import APPROVAL
 from overture.core.state import RunState, RunStatus, fold
 from overture.store.base import Store
-from overture.store.records import RunRecord, StoredEvent
+from overture.store.records import WORKER_RECENT_WITHIN, RunRecord, StoredEvent
 
 RUN_STATUSES: tuple[str, ...] = (*get_args(RunStatus), "scheduled")
 """A run's statuses, and ``scheduled``: delayed runs whose start time is still ahead."""
@@ -393,8 +393,10 @@ def workers() -> None:
 def list_workers(target: Target, as_json: bool) -> None:
     """Workers that ever registered, with their last heartbeat.
 
-    LIVE is yes for a running worker seen within the last 30 seconds; a running worker that is
-    not live has likely crashed (its leases expire and its steps run elsewhere).
+    LIVE is yes for a running worker seen within the last 30 seconds (by the clock of the
+    server, or of this host on a database); a running worker that is not live has likely crashed
+    (its leases expire and its steps run elsewhere). STATE is lost for one not seen for a day:
+    it never said it stopped, and status and metrics no longer show it.
     """
     found = with_backend(target, lambda b: b.workers())
     if as_json:
@@ -402,7 +404,10 @@ def list_workers(target: Target, as_json: bool) -> None:
         return
     table = headed_table("id", "host", "pid", "concurrency", "last seen", "state", "live")
     for w in found["items"]:
-        state = Text("running", style="green") if w["running"] else Text("stopped", style="dim")
+        state = Text("stopped", style="dim")
+        if w["running"]:
+            lost = w["seen_seconds_ago"] > WORKER_RECENT_WITHIN
+            state = Text("lost", style="red") if lost else Text("running", style="green")
         _add_row(
             table,
             w["id"],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -14,8 +13,7 @@ from overture.api.server import Server
 from overture.cli.common import reports_errors, setting_option
 from overture.handlers.loading import process_handlers
 from overture.settings import load_settings
-from overture.telemetry.logs import configure_logging
-from overture.telemetry.sentry import configure_sentry
+from overture.telemetry.setup import configure_process
 
 try:
     import uvloop
@@ -62,8 +60,7 @@ def serve(config: str | None, **flags: Any) -> None:
     acts as tenant 'default') and listens only on a loopback address.
     """
     settings = load_settings(flags, config=config)
-    configure_logging(settings.log_level, settings.log_format)
-    configure_sentry(os.environ)
+    configure_process(settings)
     handlers = process_handlers(settings)
 
     async def main() -> None:

@@ -48,7 +48,8 @@ def status(target: Target, as_json: bool) -> None:
       1  needs attention: attempts are ready and no worker is live, or a circuit is open or
          half-open (or the database or server could not be asked: an error line says so)
     Dead letters are shown but do not make it fail: they stay until requeued, so alert on their
-    growth instead (deploy/prometheus/alerts.yml).
+    growth instead (deploy/prometheus/alerts.yml). Neither does an open circuit whose cooldown
+    has passed with nothing calling it (shown as stale).
     """
     found: dict[str, Any] = with_backend(target, lambda b: b.status(), local=DatabaseStatus)
     if as_json:
@@ -69,13 +70,14 @@ def _print(found: dict[str, Any]) -> None:
             out.print(Text(f"  - {reason}", style="red"))
     out.print(Text(f"as of {time_text(found['at'])}", style="dim"))
 
-    queues = headed_table("queue", "ready", "delayed", "oldest ready", "waited")
+    queues = headed_table("queue", "ready", "delayed", "running", "oldest ready", "waited")
     for q in found["queues"]:
         age = q["oldest_ready_age"]
         queues.add_row(
             Text(q["queue"]),
             str(q["ready"]),
             str(q["delayed"]),
+            str(q["running"]),
             time_text(q["oldest_ready_at"]),
             "" if age is None else f"{age:.1f}s",
         )
@@ -104,9 +106,12 @@ def _print(found: dict[str, Any]) -> None:
 
     circuits = headed_table("key", "status", "failures", "open until")
     for c in found["circuits"]:
+        status = Text(c["status"], style=STATUS_STYLE.get(c["status"], ""))
+        if c["stale"]:
+            status = Text(f"{c['status']} (stale)", style="dim")
         circuits.add_row(
             Text(c["key"]),  # a key is data, never markup
-            Text(c["status"], style=STATUS_STYLE.get(c["status"], "")),
+            status,
             f"{c['failures']}/{c['threshold']}",
             time_text(c["open_until"]),
         )

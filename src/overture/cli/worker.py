@@ -18,10 +18,8 @@ from overture.runtime.secrets import secrets_from_env
 from overture.runtime.worker import Worker, new_worker_id
 from overture.settings import Settings, load_settings, tenant_limits
 from overture.store import create_store, redact_url
-from overture.telemetry.logs import configure_logging
-from overture.telemetry.metrics import Metrics, serve_metrics
-from overture.telemetry.sentry import configure_sentry
-from overture.telemetry.tracing import configure_tracing
+from overture.telemetry.metrics import serve_metrics
+from overture.telemetry.setup import configure_process, instruments
 
 logger = logging.getLogger("overture.worker")
 
@@ -42,7 +40,8 @@ logger = logging.getLogger("overture.worker")
 @setting_option("enable_shell")
 @setting_option("shell_tenants", metavar="TENANTS")
 @setting_option("scheduler")
-@setting_option("metrics_port", metavar="PORT")
+@setting_option("metrics_port", metavar="PORT", type=click.IntRange(0, 65535))
+@setting_option("metrics_host", metavar="ADDRESS")
 @click.option(
     "--poll",
     type=click.FloatRange(min=0.01),
@@ -63,8 +62,7 @@ def worker(poll: float, worker_id: str | None, config: str | None, **flags: Any)
     processes do).
     """
     settings = load_settings(flags, config=config)
-    configure_logging(settings.log_level, settings.log_format)
-    configure_sentry(os.environ)
+    configure_process(settings)
     handlers = process_handlers(settings)
     asyncio.run(_serve(settings, handlers, poll, worker_id))
 
@@ -73,18 +71,16 @@ async def _serve(
     settings: Settings, handlers: ProcessHandlers, poll: float, worker_id: str | None
 ) -> None:
     worker_id = worker_id or new_worker_id()
-    metrics = Metrics(worker=worker_id)
+    observed = instruments(worker_id)
     store = create_store(settings.database_url)
-    store.observers.append(metrics)
-    tracing = configure_tracing(os.environ)
-    if tracing is not None:
-        store.observers.append(tracing)
+    observed.observe(store)
     await store.open()
     stop_metrics: Callable[[], None] | None = None
     try:
         if settings.metrics_port:
-            stop_metrics = serve_metrics(metrics, host=settings.host, port=settings.metrics_port)
-            logger.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
+            host, port = settings.metrics_host, settings.metrics_port
+            stop_metrics = serve_metrics(observed.metrics, host=host, port=port)
+            logger.info("metrics on http://%s:%d/metrics", host, port)
         runner = Worker(
             store,
             handlers.registry,
@@ -95,8 +91,8 @@ async def _serve(
             worker_id=worker_id,
             secrets=secrets_from_env(os.environ),
             limits=tenant_limits(settings),
-            metrics=metrics,
-            tracing=tracing,
+            metrics=observed.metrics,
+            tracing=observed.tracing,
         )
         loop = asyncio.get_running_loop()
 
@@ -127,9 +123,10 @@ async def _serve(
                 scheduler.stop()
                 await scheduling
     finally:
-        if stop_metrics is not None:
-            stop_metrics()
-        await handlers.aclose()
-        await store.close()
-        if tracing is not None:
-            tracing.shutdown()  # export the spans still buffered
+        try:
+            if stop_metrics is not None:
+                await asyncio.to_thread(stop_metrics)  # waits for a scrape in flight
+            await handlers.aclose()
+            await store.close()
+        finally:
+            observed.close()

@@ -125,7 +125,12 @@ def _dead(state: RunState, events: list[ev.Event]) -> list[tuple[StepKey, StepSt
 
 
 def retry_event(
-    state: RunState, now: datetime, steps: Sequence[str] | None = None
+    state: RunState,
+    now: datetime,
+    steps: Sequence[str] | None = None,
+    *,
+    traceparent: str | None = None,
+    parent_span_id: str | None = None,
 ) -> ev.RunRetried:
     """The event that reopens a failed or cancelled run.
 
@@ -133,7 +138,8 @@ def retry_event(
     cannot succeed while any step stays failed. ``steps``, when given, must be among them (the
     dead-letter queue names the step it requeues). A compensated run is not reopened: its
     completed steps were undone, so running only the failed ones would build on work that no
-    longer exists. Replay it as a new run instead.
+    longer exists. Replay it as a new run instead. ``traceparent`` and ``parent_span_id``
+    (``store.facts.reopened_trace``) give the reopened run a span of its own in its trace.
     """
     if state.status not in ("failed", "cancelled"):
         raise NotRetryable(
@@ -157,4 +163,6 @@ def retry_event(
                 f"step(s) {', '.join(map(repr, unknown))} of run {state.run_id} did not fail; "
                 f"failed steps: {', '.join(map(repr, reopen)) or 'none'}"
             )
-    return ev.RunRetried(at=now, steps=tuple(reopen))
+    return ev.RunRetried(
+        at=now, steps=tuple(reopen), traceparent=traceparent, parent_span_id=parent_span_id
+    )

@@ -240,6 +240,10 @@ class RunRetried(Event):
     """A failed or cancelled run is reopened: ``steps`` (and what they skipped) run again."""
 
     steps: tuple[str, ...]
+    traceparent: str | None = None
+    """The reopened run's span context: a new span in the run's trace (span ids are unique)."""
+    parent_span_id: str | None = None
+    """The span of the run before it was reopened: the new span's parent."""
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -289,10 +293,13 @@ that use no child runs or signals stay as they always were (and as small)."""
 
 
 def from_data(data: dict[str, Any]) -> Event:
-    """Rebuild an event from ``to_data``'s output (``KeyError``/``ValueError`` if malformed)."""
+    """Rebuild an event from ``to_data``'s output (``KeyError``/``ValueError`` if malformed).
+
+    Fields this version does not know are left out: a newer process may have written them (a
+    rolling upgrade), and what they add is optional by construction (``_WRITTEN_WHEN_SET``)."""
     cls = EVENT_TYPES[data["type"]]
-    hints = _HINTS[cls.type]
-    kwargs = {name: _decode(hints[name], value) for name, value in data.items() if name != "type"}
+    hints, known = _HINTS[cls.type], _FIELD_NAMES[cls.type]
+    kwargs = {name: _decode(hints[name], value) for name, value in data.items() if name in known}
     return cls(**kwargs)
 
 

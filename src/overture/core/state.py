@@ -32,6 +32,17 @@ RunStatus = Literal[
 ]
 
 TERMINAL_RUN: frozenset[RunStatus] = frozenset({"succeeded", "failed", "cancelled", "compensated"})
+RUN_ENDINGS: frozenset[type[ev.Event]] = frozenset(
+    {
+        ev.RunSucceeded,
+        ev.RunFailed,
+        ev.RunCancelled,
+        ev.CompensationSucceeded,
+        ev.CompensationFailed,
+    }
+)
+"""The events that end a run (in a ``TERMINAL_RUN`` status): a run that compensated ends with
+its compensation's event, never ``RunFailed``."""
 ACTIVE_STEP: frozenset[StepStatus] = frozenset({"scheduled", "running"})
 
 
@@ -93,6 +104,8 @@ class RunState:
     error: ErrorInfo | None = None
     failed_step: str | None = None
     created_at: datetime | None = None
+    reopened_at: datetime | None = None
+    """When the run was last reopened (``RunRetried``): where its current span starts."""
     finished_at: datetime | None = None
     events: int = 0
     """How many events were folded into this state."""
@@ -183,14 +196,19 @@ def _run_changes(state: RunState, event: ev.Event) -> dict[str, Any]:
         case ev.RunRetried(steps=reopened):
             # The reopened steps become pending again, so the engine schedules them afresh.
             steps = {sid: s for sid, s in state.steps.items() if sid not in reopened}
-            return {
+            changes: dict[str, Any] = {
                 "status": "queued",
                 "steps": MappingProxyType(steps),
                 "output": None,
                 "error": None,
                 "failed_step": None,
                 "finished_at": None,
+                "reopened_at": event.at,
             }
+            if event.traceparent is not None:
+                changes["traceparent"] = event.traceparent
+                changes["parent_span_id"] = event.parent_span_id
+            return changes
     return {}
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from overture.clock import Clock, SystemClock
-from overture.runtime.redaction import redact, redact_json
+from overture.runtime.redaction import masker
 from overture.serde import JSON
 
 logger = logging.getLogger("overture.step")
@@ -58,8 +58,9 @@ class StepContext:
         """Record a line in the attempt's log (and in the process log)."""
         if level not in LEVELS:
             raise ValueError(f"log level must be one of {', '.join(LEVELS)}, not {level!r}")
-        message = redact(message, self.secrets)
-        masked = redact_json(fields, self.secrets)
+        mask = masker(self.secrets)
+        message = mask(message)
+        masked = mask.json(fields)
         assert isinstance(masked, dict)
         self.logs.append(LogLine(at=self.clock.now(), level=level, message=message, fields=masked))
         # The attempt's own fields go under "fields", as in the stored line, so that none can

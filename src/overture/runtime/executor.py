@@ -17,7 +17,7 @@ from overture.core.templates import reveal
 from overture.errors import Retry, SecretMissing, StepError
 from overture.handlers.registry import HandlerSpec
 from overture.runtime.context import StepContext
-from overture.runtime.redaction import redact, redact_json
+from overture.runtime.redaction import Masker, masker
 from overture.serde import JSON
 
 
@@ -38,6 +38,7 @@ async def execute(
     timeout: float | None = None,
 ) -> Outcome:
     """Call ``spec``'s handler with ``input`` (secrets sealed) and return how the attempt ended."""
+    mask = masker(secrets)
     try:
         inputs = reveal(input, secrets)
     except SecretMissing as missing:
@@ -45,7 +46,7 @@ async def execute(
     if not isinstance(inputs, dict):
         return _failed("bad_input", "step inputs must be a mapping", retryable=False)
     if errors := spec.input_errors(inputs):
-        return _failed("bad_input", redact("; ".join(errors), secrets), retryable=False)
+        return _failed("bad_input", mask("; ".join(errors)), retryable=False)
     try:
         async with asyncio.timeout(timeout):
             result = await spec.fn(ctx, **inputs)
@@ -56,20 +57,20 @@ async def execute(
         return Outcome(
             error=ErrorInfo(
                 code=error.code,
-                message=redact(error.message, secrets),
+                message=mask(error.message),
                 retryable=error.retryable,
                 retry_after=delay,
-                details=_masked_details(error.details, secrets),
+                details=_masked_details(error.details, mask),
             )
         )
     except Exception as error:  # user code: any failure is a retryable step failure
-        return _failed(type(error).__name__, redact(str(error) or repr(error), secrets))
+        return _failed(type(error).__name__, mask(str(error) or repr(error)))
     try:
         output: JSON = serde.loads(serde.dumps(result))
     except TypeError as error:
         return _failed("bad_output", f"handler returned data that is not JSON: {error}", False)
     if errors := spec.output_errors(output):
-        return _failed("bad_output", redact("; ".join(errors), secrets), retryable=False)
+        return _failed("bad_output", mask("; ".join(errors)), retryable=False)
     return Outcome(output=output)
 
 
@@ -77,7 +78,7 @@ def _failed(code: str, message: str, retryable: bool = True) -> Outcome:
     return Outcome(error=ErrorInfo(code=code, message=message, retryable=retryable))
 
 
-def _masked_details(details: dict[str, object], secrets: Mapping[str, str]) -> dict[str, JSON]:
+def _masked_details(details: dict[str, object], mask: Masker) -> dict[str, JSON]:
     """A step error's details as JSON, secret values masked (they go into events)."""
-    masked = redact_json(details, secrets)
+    masked = mask.json(details)
     return masked if isinstance(masked, dict) else {}

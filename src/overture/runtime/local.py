@@ -37,6 +37,7 @@ from overture.runtime.context import StepContext
 from overture.runtime.executor import Outcome, execute
 from overture.serde import JSON
 from overture.store import facts
+from overture.telemetry import tracecontext
 
 Listener = Callable[[ev.Event], None]
 Key = tuple[str, bool]  # (step id, is compensation): one queued or running attempt each
@@ -96,6 +97,7 @@ class LocalRunner:
         """Run ``workflow`` with ``input`` until it finishes; raise if it cannot start."""
         data = prepare_input(workflow.name, workflow.input, {} if input is None else input)
         self._check(workflow)
+        trace, _ = tracecontext.run_context(None)
         started = ev.RunStarted(
             at=self.clock.now(),
             run_id=run_id or new_run_id(),
@@ -105,6 +107,7 @@ class LocalRunner:
             tenant=self.tenant,
             priority=priority,
             correlation_id=correlation_id,
+            traceparent=trace.header(),
         )
         return await self._drive(_Run(self, workflow, listener), started)
 
@@ -243,9 +246,15 @@ class _Run:
                 secrets=self.runner.secrets,
             )
             spec = self.runner._handler(job.uses)
-            task = asyncio.create_task(
-                execute(spec, job.input, ctx, self.runner.secrets, timeout=job.timeout)
-            )
+            run = tracecontext.parse_traceparent(self._state.traceparent)
+            # The task copies the context now: its outbound calls carry the attempt's trace.
+            token = tracecontext.outbound.set(None if run is None else run.child().header())
+            try:
+                task = asyncio.create_task(
+                    execute(spec, job.input, ctx, self.runner.secrets, timeout=job.timeout)
+                )
+            finally:
+                tracecontext.outbound.reset(token)
             self.running[task] = job
 
     def _start_child(self, job: cmd.Job, now: datetime) -> asyncio.Task[Outcome]:
@@ -265,6 +274,7 @@ class _Run:
             ev.StepStarted(at=now, step_id=job.step_id, attempt=job.attempt, child_run_id=child_id)
         )
         child = _Run(self.runner, workflow, None, self.depth + 1)
+        trace, parent_span = tracecontext.run_context(self._state.traceparent)
         first = ev.RunStarted(
             at=now,
             run_id=child_id,
@@ -276,6 +286,8 @@ class _Run:
             correlation_id=self._state.correlation_id,
             parent_run_id=self._state.run_id,
             parent_step=job.step_id,
+            traceparent=trace.header(),
+            parent_span_id=parent_span,
         )
         running = asyncio.create_task(_outcome(self.runner._drive(child, first)))
         if spec.wait:

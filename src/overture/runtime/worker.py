@@ -226,7 +226,7 @@ class Worker:
             trace_id=None if trace is None else trace.trace_id,
         )
         started = time.perf_counter()
-        status = "cancelled"
+        status = "error"  # the worker failed around the handler (its errors are outcomes)
         try:
             with context:
                 done = await self._traced(job, trace)
@@ -239,6 +239,9 @@ class Worker:
                         done.error.message,
                     )
             status = "succeeded" if done.error is None else "failed"
+        except asyncio.CancelledError:
+            status = "cancelled"
+            raise
         finally:
             if self.metrics is not None:
                 self.metrics.attempt_finished(
@@ -255,7 +258,7 @@ class Worker:
         if self.tracing is None:
             # Nothing is exported, but outbound calls still join the run's trace.
             return await self._execute(job, None if run is None else run.child().header())
-        with self.tracing.attempt(job, self.id) as (span_context, span):
+        with self.tracing.attempt(job, run, self.id) as (span_context, span):
             done = await self._execute(job, span_context.header())
             self.tracing.ended(span, done.error)
             return done

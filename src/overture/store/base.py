@@ -53,15 +53,17 @@ class StoreObserver(Protocol):
     def recorded(self, transitions: Sequence[Transition]) -> None:
         """Run transitions (events, queued attempts) this process committed."""
 
-    def deferred(self, reasons: Sequence[str]) -> None:
-        """Due jobs a claim left queued, one reason each (``slot``, ``rate``, ``circuit``)."""
+    def deferred(self, deferrals: Sequence[tuple[str, str]]) -> None:
+        """Due jobs a claim left queued, one ``(tenant, reason)`` each (reason: ``slot``,
+        ``rate`` or ``circuit``); a job held across several claims is reported by each."""
 
 
 class Store(Protocol):
-    observers: list[StoreObserver]
-    """Told what this process's committed transactions did (metrics, traces)."""
-
     """Runs, their histories, the job queue, workers and the dead-letter queue."""
+
+    observers: list[StoreObserver]
+    """Told what this process's committed transactions did (metrics, traces), after each
+    commit and before the write's caller gets its result; never about a write that failed."""
 
     url: str
     """Where the data lives, without credentials."""
@@ -226,8 +228,9 @@ class Store(Protocol):
     async def queue_depth(self) -> int:
         """Jobs queued (due or not) and not yet claimed."""
 
-    async def observe(self) -> Observation:
-        """Queues, unfinished runs and dead letters of every tenant, read in one snapshot."""
+    async def observe(self, tenant: str | None = None) -> Observation:
+        """Queues, unfinished runs and dead letters of ``tenant`` (None: every tenant's), read
+        in one snapshot; only that tenant's rows are read."""
 
     # --- workers ---------------------------------------------------------------------------
     async def worker_seen(self, worker: WorkerRecord) -> None:
@@ -235,7 +238,8 @@ class Store(Protocol):
 
     async def worker_stopped(self, worker_id: str) -> None: ...
 
-    async def list_workers(self) -> list[WorkerRecord]: ...
+    async def list_workers(self) -> list[WorkerRecord]:
+        """Every worker that ever reported, stopped ones too, newest first."""
 
     # --- API keys --------------------------------------------------------------------------
     async def create_api_key(

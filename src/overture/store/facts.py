@@ -43,6 +43,15 @@ def run_started(
     )
 
 
+def reopened_trace(state: RunState) -> dict[str, str | None]:
+    """A reopened run's span: new in the run's trace, a child of the run's span so far (span
+    ids are unique in a trace, and the first span was exported when the run ended)."""
+    current = tracecontext.parse_traceparent(state.traceparent)
+    if current is None:
+        return {"traceparent": None, "parent_span_id": None}
+    return {"traceparent": current.child().header(), "parent_span_id": current.span_id}
+
+
 def child_request(start: ChildStart) -> StartRun:
     """The start of a ``workflow`` step's child run: the parent's tenant, priority and
     correlation id, and a key that finds the child again."""

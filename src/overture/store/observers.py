@@ -12,7 +12,9 @@ logger = logging.getLogger("overture.store")
 
 
 def notify(
-    observers: Sequence[StoreObserver], transitions: Sequence[Transition], deferred: Sequence[str]
+    observers: Sequence[StoreObserver],
+    transitions: Sequence[Transition],
+    deferred: Sequence[tuple[str, str]],
 ) -> None:
     """After a commit: a failing observer is logged and never fails the write it observed."""
     for observer in observers:

@@ -215,7 +215,7 @@ class PostgresStore(PostgresEvents, PostgresSchedules, PostgresKeys, PostgresObs
         reopened = await self._advance(
             tx,
             {run_id: head},
-            {run_id: lambda state: [retry_event(state, now, steps)]},
+            {run_id: lambda state: [retry_event(state, now, steps, **facts.reopened_trace(state))]},
             records=True,
         )
         await tx.conn.execute(Q["dead_letter_requeued"], run_id)

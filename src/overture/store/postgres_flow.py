@@ -58,7 +58,8 @@ class PostgresFlow(flow.DeferredWakeups, PostgresBase):
         )
         await self._take(tx, decision, wanted)
         self._deferred(d.run_at for d in decision.deferred.values())
-        tx.deferred.extend(d.reason for d in decision.deferred.values())
+        tenants = {c.id: c.tenant for c in candidates}
+        tx.deferred.extend((tenants[i], d.reason) for i, d in decision.deferred.items())
         return decision
 
     async def _flow_state(self, tx: Tx, wanted: FlowKeys) -> FlowState:

@@ -11,7 +11,7 @@ from overture.store.records import Observation
 class PostgresObserve(PostgresBase):
     """Queues, unfinished runs and dead letters, read in one read-only snapshot."""
 
-    async def observe(self) -> Observation:
+    async def observe(self, tenant: str | None = None) -> Observation:
         # One snapshot (and one now()) for the three reads, so two processes scraping the same
         # committed state report the same numbers.
         async with (
@@ -19,7 +19,12 @@ class PostgresObserve(PostgresBase):
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             at = await conn.fetchval(Q["now"])
-            queues = await conn.fetch(Q["observe_queues"])
-            runs = await conn.fetch(Q["observe_runs"], list(UNFINISHED))
-            dead = await conn.fetch(Q["observe_dead_letters"])
+            if tenant is None:
+                queues = await conn.fetch(Q["observe_queues"])
+                runs = await conn.fetch(Q["observe_runs"], list(UNFINISHED))
+                dead = await conn.fetch(Q["observe_dead_letters"])
+            else:
+                queues = await conn.fetch(Q["observe_queues_of"], tenant)
+                runs = await conn.fetch(Q["observe_runs_of"], tenant, list(UNFINISHED))
+                dead = await conn.fetch(Q["observe_dead_letters_of"], tenant)
         return observation(when(at), queues, runs, dead, when)

@@ -53,8 +53,8 @@ class Tx:
     """A claim left a due job behind because its run was busy: wake the claimers shortly."""
     transitions: list[Transition] = field(default_factory=list)
     """What the store's observers are told once this commits."""
-    deferred: list[str] = field(default_factory=list)
-    """Why each due job a claim left queued was deferred (``Deferred.reason``)."""
+    deferred: list[tuple[str, str]] = field(default_factory=list)
+    """``(tenant, Deferred.reason)`` of each due job a claim left queued."""
 
     async def clock(self) -> datetime:
         if self.now is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
@@ -172,6 +172,9 @@ class DeadLetter:
 
 WORKER_LIVE_WITHIN = 30.0
 """Seconds since its last heartbeat within which a running worker counts as live."""
+WORKER_RECENT_WITHIN = 24 * 3600.0
+"""Seconds after its last heartbeat for which a running (not stopped) worker is still reported
+by ``/metrics`` and ``overture status``; ``overture workers ls`` lists every worker."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -195,6 +198,22 @@ class WorkerRecord:
         """Running and seen within ``WORKER_LIVE_WITHIN`` seconds of ``now`` (the database's
         time, so clock skew between hosts cannot make a worker look dead)."""
         return self.running and (now - self.last_seen).total_seconds() <= WORKER_LIVE_WITHIN
+
+    def recent(self, now: datetime) -> bool:
+        """Running and seen within ``WORKER_RECENT_WITHIN`` of ``now``: a crashed worker never
+        says it stopped, so after that long it is left out of gauges and ``overture status``."""
+        return self.running and (now - self.last_seen).total_seconds() <= WORKER_RECENT_WITHIN
+
+
+def live_workers(workers: Iterable[WorkerRecord], now: datetime) -> int:
+    """How many of ``workers`` are live at ``now`` (the database's time where it is known)."""
+    return sum(1 for w in workers if w.live(now))
+
+
+def seconds_since(then: datetime, now: datetime) -> float:
+    """Seconds from ``then`` to ``now``, never negative: a time stamped a moment after ``now``
+    was read (or by a clock a little ahead) is "just now"."""
+    return max(0.0, (now - then).total_seconds())
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -385,11 +404,12 @@ class QueueGauge:
     queue: str
     tenant: str
     ready: int
-    """Due now: waiting only for a worker (or for a flow control to let them through)."""
+    """Due and not started: waiting for a worker, or held by a flow control (a full slot, an
+    empty rate bucket, an open circuit), which moves a job's ``run_at`` but not its ``due_at``."""
     delayed: int
-    """Queued to start later: backing off before a retry, a delayed run, deferred by a limit."""
+    """Not due yet: backing off before a retry, a delayed run, a ``sleep`` step's timer."""
     oldest_ready_at: datetime | None
-    """When the longest-waiting due attempt became due; None when none is due."""
+    """When the longest-waiting ready attempt became due (``due_at``); None when none is."""
     running: int = 0
     """Claimed by a worker and not finished yet (leased)."""
 

@@ -192,7 +192,11 @@ class SQLiteStore(SQLiteEvents, SQLiteSchedules, SQLiteKeys, SQLiteObserve, SQLi
         return await self._write(write)
 
     def _reopen(self, tx: Tx, run_id: str, steps: Sequence[str] | None) -> None:
-        self._advance(tx, run_id, lambda state: [retry_event(state, when(tx.now), steps)])
+        self._advance(
+            tx,
+            run_id,
+            lambda state: [retry_event(state, when(tx.now), steps, **facts.reopened_trace(state))],
+        )
         tx.conn.execute(Q["dead_letter_requeued"], (tx.now, run_id))
 
     # --- queue -----------------------------------------------------------------------------

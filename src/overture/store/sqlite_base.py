@@ -113,7 +113,7 @@ class SQLiteBase:
             raise RuntimeError("the store is not open: call `await store.open()` first")
         return await self._writer.submit(fn)
 
-    def _committed(self, transitions: list[Transition], deferred: list[str]) -> None:
+    def _committed(self, transitions: list[Transition], deferred: list[tuple[str, str]]) -> None:
         """On the writer thread, after a commit."""
         if self.observers:
             notify(self.observers, transitions, deferred)

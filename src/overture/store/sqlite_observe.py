@@ -14,17 +14,19 @@ _UNFINISHED = serde.dumps_text(list(UNFINISHED))
 
 
 class SQLiteObserve(SQLiteBase):
-    """Queues, unfinished runs and dead letters, read on one reader connection's snapshot."""
+    """Queues, unfinished runs and dead letters, read in one snapshot (``_read``)."""
 
-    async def observe(self) -> Observation:
+    async def observe(self, tenant: str | None = None) -> Observation:
+        of = "" if tenant is None else "_of"
+
         def read(conn: sqlite3.Connection) -> Observation:
             # The host's clock is the database's here, as for every write (``Tx.now``).
             now = time.time_ns() // 1000
             return observation(
                 when(now),
-                conn.execute(Q["observe_queues"], {"now": now}),
-                conn.execute(Q["observe_runs"], {"unfinished": _UNFINISHED}),
-                conn.execute(Q["observe_dead_letters"]),
+                conn.execute(Q[f"observe_queues{of}"], {"now": now, "tenant": tenant}),
+                conn.execute(Q[f"observe_runs{of}"], {"unfinished": _UNFINISHED, "tenant": tenant}),
+                conn.execute(Q[f"observe_dead_letters{of}"], {"tenant": tenant}),
                 when,
             )
 

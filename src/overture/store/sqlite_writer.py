@@ -68,8 +68,8 @@ class Tx:
     enqueued: bool = False
     transitions: list[Transition] = field(default_factory=list)
     """What the store's observers are told once this commits."""
-    deferred: list[str] = field(default_factory=list)
-    """Why each due job a claim left queued was deferred (``Deferred.reason``)."""
+    deferred: list[tuple[str, str]] = field(default_factory=list)
+    """``(tenant, Deferred.reason)`` of each due job a claim left queued."""
 
     def one(self, name: str, *params: Any) -> Any:
         return self.conn.execute(Q[name], params).fetchone()
@@ -84,7 +84,8 @@ class _Write:
 
 class GroupCommit:
     """The writer thread. ``forget`` drops cached run states a rolled-back write touched;
-    ``enqueued`` is called (on this thread) after a commit that queued jobs."""
+    ``committed`` is told (on this thread) what a commit's writes did, before their callers get
+    their results; ``enqueued`` is called after a commit that queued jobs."""
 
     def __init__(
         self,
@@ -93,7 +94,7 @@ class GroupCommit:
         *,
         forget: Callable[[Iterable[str]], None],
         enqueued: Callable[[], None],
-        committed: Callable[[list[Transition], list[str]], None],
+        committed: Callable[[list[Transition], list[tuple[str, str]]], None],
     ) -> None:
         self.path = path
         self.synchronous = synchronous
@@ -147,7 +148,7 @@ class GroupCommit:
         touched: set[str] = set()
         enqueued = False
         transitions: list[Transition] = []
-        deferred: list[str] = []
+        deferred: list[tuple[str, str]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as error:
@@ -179,11 +180,12 @@ class GroupCommit:
             results = [(write, False, error) for write, _, _ in results]
             enqueued = False
             transitions, deferred = [], []
+        # Observers first: a caller resuming on its result sees what its write was counted as.
+        if transitions or deferred:
+            self._committed(transitions, deferred)
         _settle_all(results)
         if enqueued:
             self._enqueued()
-        if transitions or deferred:
-            self._committed(transitions, deferred)
 
 
 class Checkpointer:

@@ -3,23 +3,39 @@ this process's own series, with only the tenants the caller may see.
 
 Shared gauges carry no ``worker`` label: every API process reads the same database and reports
 the same values, so a query picks any one (``max without (instance) (...)``). Nothing is
-cached between scrapes: a scrape costs one snapshot read and two small listings.
+cached between scrapes: a scrape costs one snapshot read (of the caller's tenant only, unless
+it sees every tenant) and two small listings.
+
+Series stay bounded however long the deployment lives: circuits only while not closed, workers
+only while running and seen within ``WORKER_RECENT_WITHIN`` (a crashed worker never says it
+stopped).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from overture.store.records import CircuitRecord, Observation, WorkerRecord
+from overture.store.records import (
+    CircuitRecord,
+    Observation,
+    WorkerRecord,
+    live_workers,
+    seconds_since,
+)
 
 CIRCUIT_STATES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 """``overture_circuit_state`` values: higher is worse, so ``max`` over keys means something."""
+TENANT_FREE = frozenset(
+    {"overture_worker_heartbeats", "overture_workers_live", "overture_worker_last_seen_seconds"}
+)
+"""The families a key of any tenant sees whole: workers serve every tenant, and their ids are
+infrastructure names (as ``GET /v1/status`` shows any key how many are live). Every other
+series without a ``tenant`` label is the operator's only."""
 
 
 def shared_gauges(
@@ -28,12 +44,12 @@ def shared_gauges(
     """The gauges of the deployment as a whole, as of ``seen.at`` (the database's time)."""
     depth = GaugeMetricFamily(
         "overture_queue_depth",
-        "Attempts due now and waiting for a worker, by queue (handler) and tenant.",
+        "Attempts due and not started: waiting for a worker or held by a flow control.",
         labels=["queue", "tenant"],
     )
     delayed = GaugeMetricFamily(
         "overture_queue_delayed",
-        "Attempts queued to start later (retry backoff, delayed run, deferred by a limit).",
+        "Attempts not due yet: retry backoff, a delayed run, a sleep step's timer.",
         labels=["queue", "tenant"],
     )
     running = GaugeMetricFamily(
@@ -43,7 +59,7 @@ def shared_gauges(
     )
     oldest = GaugeMetricFamily(
         "overture_queue_oldest_age_seconds",
-        "Seconds the longest-waiting due attempt has been due (0 when none is).",
+        "Seconds the longest-waiting due attempt has been due, held or not (0 when none is).",
         labels=["queue", "tenant"],
     )
     for q in seen.queues:
@@ -52,7 +68,7 @@ def shared_gauges(
         delayed.add_metric(labels, q.delayed)
         running.add_metric(labels, q.running)
         due = q.oldest_ready_at
-        oldest.add_metric(labels, 0.0 if due is None else _since(due, seen.at))
+        oldest.add_metric(labels, 0.0 if due is None else seconds_since(due, seen.at))
     dead = GaugeMetricFamily(
         "overture_dead_letters",
         "Steps in the dead-letter queue, not requeued.",
@@ -69,44 +85,42 @@ def shared_gauges(
         runs.add_metric([r.workflow, r.tenant, r.status], r.count)
     circuit = GaugeMetricFamily(
         "overture_circuit_state",
-        "Circuit breakers: 0 closed, 1 half-open (one probe runs), 2 open (jobs parked).",
+        "Circuit breakers not closed: 1 half-open (one probe runs), 2 open (jobs parked).",
         labels=["key", "tenant"],
     )
     for c in circuits:
+        if c.status == "closed":
+            continue  # the usual state: no series, or every key ever called would have one
         circuit.add_metric([c.key, c.tenant], CIRCUIT_STATES.get(c.status, 0.0))
     return [depth, delayed, running, oldest, dead, runs, circuit, *_worker_gauges(seen, workers)]
 
 
 def _worker_gauges(seen: Observation, workers: Sequence[WorkerRecord]) -> list[Metric]:
-    running = [w for w in workers if w.running]
     live = GaugeMetricFamily(
         "overture_workers_live",
         "Workers running and heartbeating (seen within store.records.WORKER_LIVE_WITHIN).",
-        value=sum(1 for w in running if w.live(seen.at)),
+        value=live_workers(workers, seen.at),
     )
     last_seen = GaugeMetricFamily(
         "overture_worker_last_seen_seconds",
-        "Seconds since each running worker's last heartbeat, on the database's clock.",
+        "Seconds since the last heartbeat of each running worker seen within a day, on the "
+        "database's clock.",
         labels=["worker"],
     )
-    for w in running:
-        last_seen.add_metric([w.id], _since(w.last_seen, seen.at))
+    for w in workers:
+        if w.recent(seen.at):
+            last_seen.add_metric([w.id], seconds_since(w.last_seen, seen.at))
     return [live, last_seen]
 
 
-def _since(then: datetime, now: datetime) -> float:
-    # Never negative: a time written a moment after the snapshot's now() is "just now".
-    return max(0.0, (now - then).total_seconds())
-
-
 def visible(families: Iterable[Metric], tenant: str | None) -> Iterator[Metric]:
-    """``families`` with only the series of ``tenant`` and those of no tenant (None: all)."""
+    """``families`` with only the series of ``tenant`` and the workers' (None: all)."""
     for family in families:
-        if tenant is None:
+        if tenant is None or family.name in TENANT_FREE:
             yield family
             continue
         kept = Metric(family.name, family.documentation, family.type, family.unit)
-        kept.samples = [s for s in family.samples if s.labels.get("tenant", tenant) == tenant]
+        kept.samples = [s for s in family.samples if s.labels.get("tenant") == tenant]
         yield kept
 
 

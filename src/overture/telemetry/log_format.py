@@ -7,7 +7,9 @@ that cannot be rendered in full still comes out as a line saying what it could.
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 import traceback
 from datetime import UTC, datetime
 from typing import Any
@@ -58,9 +60,9 @@ def exception_of(record: logging.LogRecord) -> str | None:
         return safe_str(record.exc_info[1])
 
 
-def timestamp_of(record: logging.LogRecord) -> str:
+def iso_timestamp(seconds: float) -> str:
     """ISO 8601 in UTC, to the millisecond: ``2025-06-01T12:00:00.123Z``."""
-    at = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+    at = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
     return at.replace("+00:00", "Z")
 
 
@@ -71,7 +73,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         try:
             line: dict[str, Any] = {
-                "timestamp": timestamp_of(record),
+                "timestamp": iso_timestamp(record.created),
                 "level": record.levelname,
                 "logger": record.name,
                 "message": message_of(record),
@@ -90,24 +92,40 @@ def _dumps(line: dict[str, Any], record: logging.LogRecord) -> str:
     try:
         return orjson.dumps(line, default=safe_str, option=_JSON_OPTIONS).decode()
     except (TypeError, orjson.JSONEncodeError):
-        pass  # e.g. an integer wider than 64 bits: every field as text is still a line
+        # e.g. an integer wider than 64 bits, or a lone surrogate (bytes decoded with
+        # ``surrogateescape``, which orjson refuses): every string valid, every value JSON
+        pass
     try:
-        text = {k: v if isinstance(v, str) else safe_str(v) for k, v in line.items()}
-        return orjson.dumps(text).decode()
+        return orjson.dumps(_encodable(line)).decode()
     except Exception as error:
         return _minimal(record, error)
+
+
+def _encodable(value: object) -> Any:
+    """``value`` with every string valid UTF-8 and what orjson cannot hold as text."""
+    if isinstance(value, str):
+        return valid_text(value)
+    if value is None or isinstance(value, bool | float):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**64 else str(value)
+    if isinstance(value, dict):
+        return {valid_text(safe_str(k)): _encodable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encodable(item) for item in value]
+    return valid_text(safe_str(value))
 
 
 def _minimal(record: logging.LogRecord, error: BaseException) -> str:
     """A line from what cannot fail, saying why the full one could not be made."""
     line = {
-        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "timestamp": iso_timestamp(time.time()),
         "level": str(getattr(record, "levelname", "ERROR")),
         "logger": str(getattr(record, "name", "root")),
         "message": safe_str(getattr(record, "msg", "")),
         "log_error": safe_str(error),
     }
-    return orjson.dumps(line).decode()
+    return json.dumps({k: valid_text(v) for k, v in line.items()}, ensure_ascii=True)
 
 
 class TextFormatter(logging.Formatter):
@@ -127,8 +145,8 @@ class TextFormatter(logging.Formatter):
             if record.stack_info:
                 text += "\n" + record.stack_info
         except Exception as error:
-            return f"{safe_str(getattr(record, 'msg', ''))} (log line not formatted: {error!r})"
-        return text
+            text = f"{safe_str(getattr(record, 'msg', ''))} (log line not formatted: {error!r})"
+        return valid_text(text)  # a file opened strict would refuse the line otherwise
 
 
 def _pairs(record: logging.LogRecord) -> str:
@@ -147,3 +165,21 @@ def safe_str(value: object) -> str:
         return str(value)
     except Exception:
         return f"<{type(value).__name__} that cannot be shown>"
+
+
+def safe_repr(value: object) -> str:
+    """``repr(value)``, or a placeholder when its ``__repr__`` raises."""
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__} that cannot be shown>"
+
+
+def valid_text(text: str) -> str:
+    """``text`` as it is when it is valid UTF-8, else with each lone surrogate (what
+    ``surrogateescape`` makes of undecodable bytes) written as its escape: ``caf\\udce9``."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text

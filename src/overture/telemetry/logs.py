@@ -17,16 +17,17 @@ import contextlib
 import contextvars
 import logging
 import os
-import re
 import sys
+import threading
 import types
 from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from overture.runtime.redaction import REDACTED, redact, redact_json
+from overture.runtime.redaction import SHORT_SECRET, masker, short_secrets
 from overture.runtime.secrets import secrets_from_env
+from overture.telemetry import tracecontext
 from overture.telemetry.log_format import (
     BOUND_ATTR,
     EXTRA_ATTR,
@@ -34,9 +35,12 @@ from overture.telemetry.log_format import (
     TextFormatter,
     exception_of,
     message_of,
+    safe_repr,
     safe_str,
 )
 from overture.telemetry.tracecontext import parse_traceparent
+
+logger = logging.getLogger("overture")
 
 FORMATS = ("auto", "json", "text")
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
@@ -83,10 +87,11 @@ def configure_logging(
     if fmt not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     stream = sys.stderr if stream is None else stream
+    secrets = secrets_from_env(os.environ) if secrets is None else secrets
     handler = _Handler(stream)
     handler.setFormatter(JsonFormatter() if _wants_json(fmt, stream) else TextFormatter())
     handler.addFilter(ContextFilter())
-    handler.addFilter(SecretFilter(secrets_from_env(os.environ) if secrets is None else secrets))
+    handler.addFilter(SecretFilter(secrets))
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(old)
@@ -103,8 +108,26 @@ def configure_logging(
         uvicorn_logger.propagate = True
         uvicorn_logger.setLevel(logging.NOTSET)  # the process's level, not one uvicorn chose
     logging.captureWarnings(True)  # a warnings.warn is a line like any other, not raw stderr
+    # Crashes print raw tracebacks, unmasked, over several lines: make each one line instead,
+    # in the main thread, in other threads (the SQLite writer, exporters, the metrics server)
+    # and in ``__del__`` methods and callbacks that cannot raise.
     sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+    sys.unraisablehook = _log_unraisable
+    for name in short_secrets(secrets):
+        logger.warning(
+            "the value of secret %s is shorter than %d characters: those characters are "
+            "masked wherever they appear in log lines, ids and numbers included",
+            name,
+            SHORT_SECRET,
+        )
     return handler
+
+
+def logging_to(stream: TextIO) -> bool:
+    """Whether ``configure_logging`` installed its handler and it writes to ``stream``."""
+    root = logging.getLogger()
+    return any(isinstance(h, _Handler) and h.stream is stream for h in root.handlers)
 
 
 def _wants_json(fmt: str, stream: TextIO) -> bool:
@@ -123,7 +146,22 @@ def _log_uncaught(
     if issubclass(kind, KeyboardInterrupt):
         sys.__excepthook__(kind, error, trace)
         return
-    logging.getLogger("overture").critical("uncaught exception", exc_info=(kind, error, trace))
+    logger.critical("uncaught exception", exc_info=(kind, error, trace))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if issubclass(args.exc_type, SystemExit):  # ends the thread quietly, as by default
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    trace = (args.exc_type, args.exc_value, args.exc_traceback)
+    logger.error("uncaught exception in thread %s", name, exc_info=trace)  # type: ignore[arg-type]
+
+
+def _log_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    where = unraisable.err_msg or "Exception ignored in"
+    what = safe_repr(unraisable.object) if unraisable.object is not None else ""
+    trace = (unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback)
+    logger.error("%s%s", where, f": {what}" if what else "", exc_info=trace)  # type: ignore[arg-type]
 
 
 class ContextFilter(logging.Filter):
@@ -136,16 +174,11 @@ class ContextFilter(logging.Filter):
         return True
 
 
-# Overture API keys (``ovt_<id>_<secret>``, see ``overture.apikeys``) and bearer tokens: no line
-# is meant to carry one, but an error message that quotes a header would.
-_CREDENTIALS = re.compile(r"\b(ovt_[A-Za-z0-9]{8}_)[A-Za-z0-9_-]+|(?i:\b(bearer\s+))[^\s\"',;]+")
-
-
 class SecretFilter(logging.Filter):
-    """Masks secret values in the message (its arguments interpolated first), the exception
-    and stack text, and the fields, with ``runtime.redaction``'s mask, whichever logger the
-    line came from. The record is changed in place (Python 3.11 filters cannot return a copy),
-    so other handlers see it masked too.
+    """Masks secret values, API keys and ``Authorization`` tokens in the message (its arguments
+    interpolated first), the exception and stack text, and the fields, with
+    ``runtime.redaction``'s mask, whichever logger the line came from. The record is changed in
+    place (Python 3.11 filters cannot return a copy), so other handlers see it masked too.
 
     A filter must not raise (the caller that logged would get the error): every step here
     falls back to text rather than fail.
@@ -153,12 +186,7 @@ class SecretFilter(logging.Filter):
 
     def __init__(self, secrets: Mapping[str, str]) -> None:
         super().__init__()
-        # Longest first: a secret inside another must not leave the rest of the longer one.
-        self.secrets = dict(sorted(secrets.items(), key=lambda item: -len(item[1])))
-
-    def mask(self, text: str) -> str:
-        text = redact(text, self.secrets)
-        return _CREDENTIALS.sub(lambda m: (m.group(1) or m.group(2)) + REDACTED, text)
+        self.mask = masker(secrets, credentials=True)
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg, record.args = self.mask(message_of(record)), None
@@ -183,7 +211,7 @@ class SecretFilter(logging.Filter):
             return self.mask(value)
         if value is None or isinstance(value, bool | int | float):
             return value
-        return redact_json(value, self.secrets)
+        return self.mask.json(value)
 
 
 # --- requests ----------------------------------------------------------------------------------
@@ -206,8 +234,7 @@ class RequestContext:
 
 
 def _inbound_trace_id(scope: Scope) -> str | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"traceparent":
-            parent = parse_traceparent(value.decode("latin-1"))
-            return None if parent is None else parent.trace_id
-    return None
+    """As the routes read it (``tracecontext.inbound``): one valid header, or none."""
+    values = [v.decode("latin-1") for n, v in scope.get("headers", ()) if n == b"traceparent"]
+    parent = parse_traceparent(tracecontext.inbound(values))
+    return None if parent is None else parent.trace_id

@@ -5,11 +5,14 @@ route did, each labelled with the process's ``worker`` id.
     store.observers.append(metrics)       # runs started, finished, retried; deferrals
     Worker(store, registry, metrics=metrics, ...)
 
-Counts are per process and start at zero with it: sum them across processes in PromQL
-(``sum without (worker) (...)``). What every process reads the same from the database (queue
-depths, unfinished runs, dead letters) is not here: ``telemetry.gauges`` builds it per scrape.
-The registry is the instance's own, never ``prometheus_client``'s global one, so two stores or
-two test servers in one process never share counts.
+Counts are per process and start at zero with it, so never add up raw counters across
+processes (a restarted process starts again from zero and the sum falls): add up their
+increases, ``sum(increase(overture_runs_started_total[1h]))``, or their rates,
+``sum by (tenant) (rate(...[5m]))``; PromQL's ``increase``/``rate`` see through each process's
+resets. What every process reads the same from the database (queue depths, unfinished runs,
+dead letters) is not here: ``telemetry.gauges`` builds it per scrape. The registry is the
+instance's own, never ``prometheus_client``'s global one, so two stores or two test servers in
+one process never share counts.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ FINISHED_AS: dict[type[ev.Event], str] = {
 """The events that end a run, and the status each ends it in (``core.state``): a run that
 fails with compensations ends with a compensation event, never ``RunFailed``."""
 UNKNOWN_HANDLER = "unknown"
+"""The ``handler`` of a dead-lettered step this process never saw queued (see ``_Handlers``)."""
 
 
 class Metrics:
@@ -90,10 +94,16 @@ class Metrics:
             ["worker", "workflow", "tenant"],
             registry=registry,
         )
+        self._dead_lettered = Counter(
+            "overture_steps_dead_lettered_total",
+            "Steps that failed for good and went to the dead-letter queue.",
+            ["worker", "workflow", "tenant", "handler"],
+            registry=registry,
+        )
         self._deferrals = Counter(
             "overture_flow_deferrals_total",
-            "Due attempts a claim left queued: slot (concurrency), rate or circuit.",
-            ["worker", "reason"],
+            "Claim decisions that left a due attempt queued: slot (concurrency), rate or circuit.",
+            ["worker", "tenant", "reason"],
             registry=registry,
         )
         self._executions = Counter(
@@ -104,8 +114,8 @@ class Metrics:
         )
         self._step_duration = Histogram(
             "overture_step_duration_seconds",
-            "Seconds an attempt ran in this worker, by handler.",
-            ["worker", "handler"],
+            "Seconds an attempt ran in this worker, by handler and tenant.",
+            ["worker", "handler", "tenant"],
             buckets=STEP_BUCKETS,
             registry=registry,
         )
@@ -121,21 +131,28 @@ class Metrics:
             ["worker", "source", "tenant", "result"],
             registry=registry,
         )
-        self._heartbeats.labels(worker)  # shown as 0 before the first heartbeat
+        # No heartbeat series until a worker records one: a process without a worker (an API
+        # server with --workers 0) must not show a worker heartbeating zero times.
+        self._handlers = _Handlers()
 
     # --- StoreObserver ---------------------------------------------------------------------
     def recorded(self, transitions: Sequence[Transition]) -> None:
-        """Count runs started and finished, attempts queued and retried, and lost leases."""
+        """Count runs started and finished, attempts queued, retried and dead-lettered, and lost
+        leases."""
         for t in transitions:
             state, worker = t.state, self.worker
+            self._handlers.learn(t)
             for job in t.schedule:
                 self._scheduled.labels(worker, state.workflow, state.tenant, job.uses).inc()
+            for (step_id, compensation), _ in t.dead:
+                handler = self._handlers.of(t, step_id, compensation)
+                self._dead_lettered.labels(worker, state.workflow, state.tenant, handler).inc()
             for event in t.events:
                 if isinstance(event, ev.RunStarted):
                     self._runs_started.labels(worker, state.workflow, state.tenant).inc()
                 elif isinstance(event, ev.StepRetryScheduled):
                     if event.reason == "error":
-                        handler = _handler(t, event.step_id, event.compensation)
+                        handler = self._handlers.of(t, event.step_id, event.compensation)
                         self._retries.labels(worker, state.workflow, state.tenant, handler).inc()
                 elif isinstance(event, ev.StepLeaseExpired):
                     self._lease_expiries.labels(worker, state.workflow, state.tenant).inc()
@@ -146,16 +163,17 @@ class Metrics:
                         seconds = (event.at - state.created_at).total_seconds()
                         self._run_duration.labels(*labels).observe(max(seconds, 0.0))
 
-    def deferred(self, reasons: Sequence[str]) -> None:
-        """Count due attempts a claim left queued, by the flow control that held them."""
-        for reason in reasons:
-            self._deferrals.labels(self.worker, reason).inc()
+    def deferred(self, deferrals: Sequence[tuple[str, str]]) -> None:
+        """Count ``(tenant, reason)`` of each due attempt a claim left queued: once per claim
+        decision, so a job held for a minute and looked at by ten claims counts ten times."""
+        for tenant, reason in deferrals:
+            self._deferrals.labels(self.worker, tenant, reason).inc()
 
     # --- the worker and the API ------------------------------------------------------------
     def attempt_finished(self, *, handler: str, tenant: str, status: str, seconds: float) -> None:
         """One attempt this worker ran ended (``succeeded``, ``failed`` or ``cancelled``)."""
         self._executions.labels(self.worker, handler, tenant, status).inc()
-        self._step_duration.labels(self.worker, handler).observe(max(seconds, 0.0))
+        self._step_duration.labels(self.worker, handler, tenant).observe(max(seconds, 0.0))
 
     def heartbeat(self) -> None:
         """This worker recorded a heartbeat."""
@@ -166,12 +184,32 @@ class Metrics:
         self._webhooks.labels(self.worker, source, tenant, result).inc()
 
 
-def _handler(t: Transition, step_id: str, compensation: bool) -> str:
-    """The handler of the attempt a retry queued (a ``workflow`` step's is a child run)."""
-    for job in (*t.schedule, *t.children):
-        if job.step_id == step_id and job.compensation == compensation:
-            return job.uses
-    return UNKNOWN_HANDLER
+class _Handlers:
+    """The handler of a step, for the counts whose transition queues no attempt of it (a step
+    dead-lettered). A transition names the handler only of the attempts it queues, so the
+    handler of each step of each workflow version this process saw queued is remembered; a
+    step this process never saw queued (its only attempt was queued by another process) is
+    ``UNKNOWN_HANDLER``. A step's handler is fixed by its workflow's version."""
+
+    LIMIT = 10_000
+    """Steps remembered at most; the oldest learned is forgotten first."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, str, int, str, bool], str] = {}
+
+    def learn(self, t: Transition) -> None:
+        state = t.state
+        for job in (*t.schedule, *t.children):
+            key = (state.tenant, state.workflow, state.version, job.step_id, job.compensation)
+            if key not in self._known:
+                if len(self._known) >= self.LIMIT:
+                    del self._known[next(iter(self._known))]
+                self._known[key] = job.uses
+
+    def of(self, t: Transition, step_id: str, compensation: bool) -> str:
+        state = t.state
+        key = (state.tenant, state.workflow, state.version, step_id, compensation)
+        return self._known.get(key, UNKNOWN_HANDLER)
 
 
 def serve_metrics(metrics: Metrics, *, host: str, port: int) -> Callable[[], None]:
@@ -179,7 +217,7 @@ def serve_metrics(metrics: Metrics, *, host: str, port: int) -> Callable[[], Non
     process (``overture worker --metrics-port``); returns what stops it."""
     try:
         server, thread = start_http_server(port, addr=host, registry=metrics.registry)
-    except OSError as error:
+    except (OSError, OverflowError) as error:  # taken, not allowed, or not a port number
         raise SettingsInvalid(f"metrics_port: cannot listen on {host}:{port}: {error}") from None
 
     def stop() -> None:

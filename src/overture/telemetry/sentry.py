@@ -3,9 +3,10 @@
 
 Every line logged at ``ERROR`` or above (``logger.exception`` in the worker and the API among
 them) becomes an event; lower lines ride along as breadcrumbs. Before an event leaves the
-process every secret value it knows (``OVERTURE_SECRET_*``) is masked wherever it appears, and
-``Authorization`` headers are dropped: an exception message quoting a failed request must not
-carry the key to a third party.
+process it is masked as log lines are (``runtime.redaction``: every ``OVERTURE_SECRET_*`` value,
+API keys, ``Authorization`` tokens) wherever it says it, and ``Authorization`` headers are
+dropped: an exception message quoting a failed request must not carry the key to a third party.
+Request bodies and frame locals are never sent: they hold users' data, which no mask recognises.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from overture import __version__
-from overture.runtime.redaction import redact
+from overture.runtime.redaction import Masker, masker
 from overture.runtime.secrets import secrets_from_env
 
 logger = logging.getLogger("overture.sentry")
@@ -49,8 +50,15 @@ def configure_sentry(environ: Mapping[str, str]) -> bool:
         environment=environ.get("SENTRY_ENVIRONMENT") or None,
         release=f"overture@{__version__}",
         send_default_pii=False,
-        # Frame locals hold steps' inputs and outputs: user data that masking cannot recognise.
+        # Frame locals hold steps' inputs and outputs, request bodies runs' inputs (the
+        # Starlette and FastAPI integrations attach them whatever send_default_pii says): user
+        # data that masking cannot recognise.
         include_local_variables=False,
+        max_request_body_size="never",
+        # No sentry-trace or baggage header on the handlers' and RemoteClient's requests: they
+        # would tell third parties about this process's Sentry, and carry its trace instead of
+        # the run's (OpenTelemetry's traceparent, when tracing is on, is the one to follow).
+        trace_propagation_targets=[],
         integrations=[LoggingIntegration(level=logging.INFO, event_level=logging.ERROR)],
         before_send=before_send,
     )
@@ -58,7 +66,8 @@ def configure_sentry(environ: Mapping[str, str]) -> bool:
 
 
 def scrub(event: dict[str, Any], secrets: Mapping[str, str]) -> dict[str, Any]:
-    """``event`` with ``secrets`` masked in every string and ``Authorization`` headers gone."""
+    """``event`` with ``secrets``, API keys and ``Authorization`` tokens masked in every string,
+    and ``Authorization`` headers and the command line gone."""
     request = event.get("request")
     if isinstance(request, dict):
         headers = request.get("headers")
@@ -66,7 +75,11 @@ def scrub(event: dict[str, Any], secrets: Mapping[str, str]) -> dict[str, Any]:
             request["headers"] = {k: v for k, v in headers.items() if not _dropped(k)}
         elif isinstance(headers, list):  # Sentry also takes [[name, value], ...]
             request["headers"] = [h for h in headers if not (h and _dropped(h[0]))]
-    masked: dict[str, Any] = _masked(event, secrets)
+    extra = event.get("extra")
+    if isinstance(extra, dict):
+        # The command line (Sentry's argv integration) may hold a database URL's password.
+        extra.pop("sys.argv", None)
+    masked: dict[str, Any] = _masked(event, masker(secrets, credentials=True))
     return masked
 
 
@@ -74,15 +87,15 @@ def _dropped(header: object) -> bool:
     return str(header).lower() in DROPPED_HEADERS
 
 
-def _masked(value: Any, secrets: Mapping[str, str]) -> Any:
-    # Not ``redaction.redact_json``: it turns what JSON cannot hold (the event's datetimes) into
-    # text, which Sentry's serializer would then send in the wrong format.
+def _masked(value: Any, mask: Masker) -> Any:
+    # Not ``Masker.json``: it turns what JSON cannot hold (the event's datetimes) into text,
+    # which Sentry's serializer would then send in the wrong format.
     if isinstance(value, str):
-        return redact(value, secrets)
+        return mask(value)
     if isinstance(value, dict):
-        return {_masked(k, secrets): _masked(v, secrets) for k, v in value.items()}
+        return {_masked(k, mask): _masked(v, mask) for k, v in value.items()}
     if isinstance(value, list):
-        return [_masked(item, secrets) for item in value]
+        return [_masked(item, mask) for item in value]
     if isinstance(value, tuple):
-        return tuple(_masked(item, secrets) for item in value)
+        return tuple(_masked(item, mask) for item in value)
     return value

@@ -30,10 +30,12 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import Span, Status, StatusCode
 
 from overture import __version__
 from overture.core import events as ev
+from overture.core.state import RUN_ENDINGS
 from overture.telemetry.tracecontext import TraceParent, parse_traceparent
 
 if TYPE_CHECKING:
@@ -43,16 +45,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("overture.tracing")
 
-_ENDINGS = (ev.RunSucceeded, ev.RunFailed, ev.RunCancelled)
+FLUSH_TIMEOUT = 5.0
 _forced_ids: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
     "overture_forced_span_ids", default=None
 )
 
 
-def exporting(environ: Mapping[str, str]) -> Tracing | None:
-    """A ``Tracing`` batching spans to the exporter ``OTEL_TRACES_EXPORTER`` names (OTLP over
-    HTTP by default, configured by the other ``OTEL_EXPORTER_OTLP_*`` variables)."""
-    exporter = _exporter(environ)
+def exporting(environ: Mapping[str, str], name: str) -> Tracing | None:
+    """A ``Tracing`` batching spans to the exporter ``name`` (``tracing.exporter_name``): OTLP
+    over HTTP, configured by the ``OTEL_EXPORTER_OTLP_*`` variables, or ``console``."""
+    exporter = _exporter(environ, name)
     if exporter is None:
         return None
     tracing = Tracing(BatchSpanProcessor(exporter))
@@ -61,9 +63,8 @@ def exporting(environ: Mapping[str, str]) -> Tracing | None:
     return tracing
 
 
-def _exporter(environ: Mapping[str, str]) -> SpanExporter | None:
-    name = environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")[0].strip().lower()
-    if name in ("otlp", ""):
+def _exporter(environ: Mapping[str, str], name: str) -> SpanExporter | None:
+    if name == "otlp":
         protocol = environ.get(
             "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "")
         )
@@ -85,7 +86,12 @@ class Tracing:
         resource = Resource.create()  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
         if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
             resource = resource.merge(Resource({"service.name": "overture"}))
-        self.provider = TracerProvider(resource=resource, id_generator=_ChosenIds())
+        # Sampling is decided once per trace, where it starts: by the caller's sampled flag, or
+        # (a run with no caller) always on. A ratio sampler here would keep the attempts of a
+        # run whose run span it dropped: their parent is remote and sampled.
+        self.provider = TracerProvider(
+            resource=resource, id_generator=_ChosenIds(), sampler=ParentBased(ALWAYS_ON)
+        )
         self.provider.add_span_processor(processor)
         self.tracer = self.provider.get_tracer("overture", __version__)
 
@@ -94,16 +100,19 @@ class Tracing:
         """Every span handed to ``exporter`` as it ends (tests, with an in-memory exporter)."""
         return cls(SimpleSpanProcessor(exporter))
 
-    def shutdown(self) -> None:
-        """Export what is buffered, then stop."""
-        self.provider.shutdown()
+    def shutdown(self, timeout: float = FLUSH_TIMEOUT) -> None:
+        """Export what is buffered, waiting at most ``timeout`` seconds (an unreachable
+        collector must not hold a stopping process past its grace period)."""
+        if not self.provider.force_flush(timeout_millis=int(timeout * 1000)):
+            logger.warning("spans not exported within %gs of stopping were dropped", timeout)
 
     # --- attempts --------------------------------------------------------------------------
     @contextlib.contextmanager
-    def attempt(self, job: ClaimedJob, worker_id: str) -> Iterator[tuple[TraceParent, Span]]:
-        """The attempt's span, current inside (a child of its run's span): its context, for
-        outbound calls, and the span, for ``ended``."""
-        run = parse_traceparent(job.traceparent)
+    def attempt(
+        self, job: ClaimedJob, run: TraceParent | None, worker_id: str
+    ) -> Iterator[tuple[TraceParent, Span]]:
+        """The attempt's span, current inside (a child of ``run``, the run's span context): its
+        context, for outbound calls, and the span, for ``ended``."""
         with self.tracer.start_as_current_span(
             f"step {job.step_id}",
             context=_context_of(run),
@@ -122,12 +131,14 @@ class Tracing:
             set_status_on_exception=False,
         ) as span:
             context = span.get_span_context()
-            yield (
-                TraceParent(
-                    f"{context.trace_id:032x}", f"{context.span_id:016x}", context.trace_flags
-                ),
-                span,
+            own = TraceParent(
+                f"{context.trace_id:032x}", f"{context.span_id:016x}", context.trace_flags
             )
+            try:
+                yield own, span
+            except BaseException:  # cancelled, or the worker failed: not the handler's outcome
+                span.set_attribute("overture.cancelled", True)
+                raise
 
     @staticmethod
     def ended(span: Span, error: ev.ErrorInfo | None) -> None:
@@ -143,10 +154,13 @@ class Tracing:
     def recorded(self, transitions: Sequence[Transition]) -> None:
         for transition in transitions:
             for event in transition.events:
-                if isinstance(event, _ENDINGS):
-                    self._run_span(transition.state, event)
+                if type(event) in RUN_ENDINGS:
+                    try:
+                        self._run_span(transition.state, event)
+                    except Exception:  # one run's span never costs the others theirs
+                        logger.exception("span of run %s not exported", transition.state.run_id)
 
-    def deferred(self, reasons: Sequence[str]) -> None:
+    def deferred(self, deferrals: Sequence[tuple[str, str]]) -> None:
         """Deferrals make no spans."""
 
     def _run_span(self, run: RunState, end: ev.Event) -> None:
@@ -161,7 +175,7 @@ class Tracing:
             span = self.tracer.start_span(
                 f"run {run.workflow}",
                 context=parent or Context(),  # never the caller's current span
-                start_time=_nanos(run.created_at or end.at),
+                start_time=_nanos(run.reopened_at or run.created_at or end.at),
                 attributes={
                     "overture.run_id": run.run_id,
                     "overture.workflow": run.workflow,
@@ -174,7 +188,9 @@ class Tracing:
             _forced_ids.reset(token)
         if run.parent_run_id is not None:
             span.set_attribute("overture.parent_run_id", run.parent_run_id)
-        if isinstance(end, ev.RunSucceeded):
+        if run.reopened_at is not None:
+            span.set_attribute("overture.reopened", True)
+        if run.status == "succeeded":
             span.set_status(Status(StatusCode.OK))
         elif run.error is not None:
             span.set_status(Status(StatusCode.ERROR, f"{run.error.code}: {run.error.message}"))

@@ -14,9 +14,12 @@ from __future__ import annotations
 import contextvars
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_LONGEST = 512
+"""Longer values are refused unread (a later version may add fields, not kilobytes)."""
 _INVALID_TRACE = "0" * 32
 _INVALID_SPAN = "0" * 16
 SAMPLED = 0x01
@@ -45,9 +48,9 @@ class TraceParent:
 def parse_traceparent(value: str | None) -> TraceParent | None:
     """The context of a ``traceparent`` header; None when absent or invalid (the spec says an
     invalid header is ignored, as if there were none)."""
-    if not value:
+    if not value or len(value) > _LONGEST:
         return None
-    match = _TRACEPARENT.match(value.strip())
+    match = _TRACEPARENT.fullmatch(value.strip(" \t"))
     if match is None:
         return None
     version, trace_id, span_id, flags, rest = match.groups()
@@ -55,7 +58,17 @@ def parse_traceparent(value: str | None) -> TraceParent | None:
         return None  # ff is forbidden; version 00 has exactly four fields
     if trace_id == _INVALID_TRACE or span_id == _INVALID_SPAN:
         return None
-    return TraceParent(trace_id, span_id, int(flags, 16))
+    # Only the sampled flag is passed on: other bits mean nothing to version 00.
+    return TraceParent(trace_id, span_id, int(flags, 16) & SAMPLED)
+
+
+def inbound(values: Sequence[str]) -> str | None:
+    """The ``traceparent`` a request carries, canonical, from all its ``traceparent`` headers:
+    None unless there is exactly one and it is valid (two are ambiguous: both are ignored)."""
+    if len(values) != 1:
+        return None
+    parsed = parse_traceparent(values[0])
+    return None if parsed is None else parsed.header()
 
 
 def new_trace_id() -> str:

@@ -19,17 +19,23 @@ logger = logging.getLogger("overture.tracing")
 EXTRA_HINT = "pip install 'overture[otel]'"
 
 
+def exporter_name(environ: Mapping[str, str]) -> str | None:
+    """The span exporter the ``OTEL_*`` variables ask for (``otlp``, ``console``...), or None
+    for no traces. ``OTEL_TRACES_EXPORTER`` may list several; the first is used."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    named = environ.get("OTEL_TRACES_EXPORTER", "").split(",")[0].strip().lower()
+    if named:
+        return None if named == "none" else named
+    endpoint = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    )
+    return "otlp" if endpoint else None
+
+
 def wanted(environ: Mapping[str, str]) -> bool:
     """Whether the ``OTEL_*`` variables ask for traces to be exported."""
-    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return False
-    exporters = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
-    if exporters:
-        return exporters != "none"
-    return bool(
-        environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    )
+    return exporter_name(environ) is not None
 
 
 def configure_tracing(environ: Mapping[str, str]) -> Tracing | None:
@@ -46,5 +52,5 @@ def configure_tracing(environ: Mapping[str, str]) -> Tracing | None:
             EXTRA_HINT,
         )
         return None
-    tracing: Tracing | None = spans.exporting(environ)
+    tracing: Tracing | None = spans.exporting(environ, exporter_name(environ) or "otlp")
     return tracing

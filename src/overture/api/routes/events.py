@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from overture.api import trigger_views as views
 from overture.api.auth import Reader, Writer
-from overture.api.payloads import TraceParentHeader
+from overture.api.payloads import InboundTrace
 from overture.api.problems import ApiError
 from overture.api.responses import ERRORS, NOT_FOUND
 from overture.api.schemas import MAX_LIST
@@ -40,10 +40,8 @@ ENVELOPE_EXTRAS = ("timestamp", "target", "trace", "schema_version", "chaos")
     responses={200: {"model": EventSentOut, "description": "The event sent earlier."}},
     summary="Send an event: start every workflow listening for its type",
 )
-async def send_event(
-    body: SendEventIn, who: Writer, s: Svc, traceparent: TraceParentHeader = None
-) -> Response:
-    event = replace(new_event(body, who.tenant), traceparent=traceparent)
+async def send_event(body: SendEventIn, who: Writer, s: Svc, trace: InboundTrace) -> Response:
+    event = replace(new_event(body, who.tenant), traceparent=trace)
     record, created = await s.store.record_event(event)
     if not created:
         check_repeat(body, record)

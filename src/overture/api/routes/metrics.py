@@ -1,13 +1,14 @@
 """``GET /metrics``: Prometheus's text format, for one tenant or, to the operator, for all.
 
-A key sees the series of its own tenant and those that belong to no tenant (queues of every
-handler are per tenant; worker liveness is not). An ``admin`` key of the ``operator_tenant``
-setting sees every tenant's, as does every caller in development mode (no key exists). Scrape
-with ``authorization: {credentials: KEY}`` in Prometheus's job config.
+A key sees the series of its own tenant and the workers' (``gauges.TENANT_FREE``: workers serve
+every tenant); every other series carries a ``tenant`` label. An ``admin`` key of the
+``operator_tenant`` setting sees every tenant's, as does every caller in development mode (no
+key exists). Scrape with ``authorization: {credentials: KEY}`` in Prometheus's job config.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter
@@ -50,7 +51,10 @@ async def metrics(who: Reader, s: Svc) -> Response:
     store, tenant = s.store, seen_tenant(who, s)
     families = list(s.metrics.registry.collect()) if s.metrics is not None else []
     families += shared_gauges(
-        await store.observe(), await store.list_workers(), await store.list_circuits(tenant=tenant)
+        await store.observe(tenant),
+        await store.list_workers(),
+        await store.list_circuits(tenant=tenant),
     )
-    body = exposition(families, tenant=tenant)
+    # Formatting every series is CPU work that grows with them: off the event loop.
+    body = await asyncio.to_thread(exposition, families, tenant=tenant)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path
@@ -52,12 +51,7 @@ async def requeue(
     summary="Workers and their last heartbeat (admin: workers serve every tenant)",
 )
 async def list_workers(who: Admin, s: Svc) -> Response:
-    found = await s.store.list_workers()
-    # This host's clock, not the database's: asking the database would cost a query, and a
-    # few seconds of skew matter little against a 30 s window (``overture status`` uses the
-    # database's time).
-    now = datetime.now(UTC)
-    return views.JSONResponse({"items": [views.worker(w, now) for w in found]})
+    return views.JSONResponse(views.workers(await s.store.list_workers()))
 
 
 @router.get("/health", tags=["health"], response_model=HealthOut, summary="Liveness")

@@ -33,6 +33,7 @@ from overture.api.services import Services, Svc
 from overture.api.stream import LAST_EVENT_ID, WITH_LOGS, event_stream, stream_responses
 from overture.core.state import RunStatus
 from overture.store.records import StartRun
+from overture.telemetry import tracecontext
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"], responses=ERRORS)
 
@@ -66,7 +67,7 @@ def one_key(body: str | None, header: str | None) -> str | None:
         **NOT_FOUND,
     },
     summary="Start a run",
-    openapi_extra=documented(StartRunIn, ("Idempotency-Key", KEY_LENGTH)),
+    openapi_extra=documented(StartRunIn, ("Idempotency-Key", KEY_LENGTH), ("traceparent", 512)),
 )
 async def start_run(request: Request) -> Response:
     # The hot path: no FastAPI dependencies (see api/bodies.py).
@@ -84,7 +85,7 @@ async def start_run(request: Request) -> Response:
             priority=body.priority,
             correlation_id=body.correlation_id,
             run_at=run_at(body.delay, body.run_at),
-            traceparent=request.headers.get("traceparent"),
+            traceparent=tracecontext.inbound(request.headers.getlist("traceparent")),
         )
     )
     if not created and record.workflow != body.workflow:

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from overture.api import views
 from overture.api.auth import Principal, Reader, Writer
-from overture.api.payloads import TraceParentHeader
+from overture.api.payloads import InboundTrace
 from overture.api.problems import ApiError
 from overture.api.responses import ERRORS, NOT_FOUND
 from overture.api.schemas import StartTaskIn, TaskOut
@@ -104,10 +104,8 @@ CREATED = {
 
 
 @router.post("/v1/tasks", summary="Start a task", **CREATED)  # type: ignore[arg-type]
-async def create_task(
-    who: Writer, s: Svc, body: StartTaskIn, traceparent: TraceParentHeader = None
-) -> Response:
-    return await _create(body, who, s, traceparent)
+async def create_task(who: Writer, s: Svc, body: StartTaskIn, trace: InboundTrace) -> Response:
+    return await _create(body, who, s, trace)
 
 
 @router.get("/v1/tasks/{task_id}", response_model=TaskOut, responses=NOT_FOUND, summary="A task")
@@ -117,9 +115,9 @@ async def get_task(who: Reader, s: Svc, task_id: str) -> Response:
 
 @router.post("/tasks", summary="Start a task (seed path)", **CREATED)  # type: ignore[arg-type]
 async def create_task_unversioned(
-    who: Writer, s: Svc, body: StartTaskIn, traceparent: TraceParentHeader = None
+    who: Writer, s: Svc, body: StartTaskIn, trace: InboundTrace
 ) -> Response:
-    return await _create(body, who, s, traceparent)
+    return await _create(body, who, s, trace)
 
 
 @router.get(

@@ -35,6 +35,7 @@ from overture.core.durations import parse_duration
 from overture.errors import NotFound
 from overture.store.records import WebhookSecret, WebhookSource
 from overture.store.triggers import source_taken
+from overture.telemetry import tracecontext
 from overture.triggers.signatures import SignatureInvalid, verify
 from overture.triggers.webhooks import (
     NAME_PATTERN,
@@ -116,9 +117,9 @@ async def deliver(request: Request, source: str) -> Response:
         ) from None
     if s.metrics is not None:
         s.metrics.webhook_verified(source=source, tenant=found.tenant, result="verified")
-    event = delivery_event(found, delivery, body)
-    traced = replace(event, traceparent=request.headers.get("traceparent"))
-    record, created = await s.store.record_event(traced)
+    trace = tracecontext.inbound(request.headers.getlist("traceparent"))
+    event = replace(delivery_event(found, delivery, body), traceparent=trace)
+    record, created = await s.store.record_event(event)
     return JSONResponse(
         {"event": trigger_views.event(record), "created": created},
         status_code=202 if created else 200,

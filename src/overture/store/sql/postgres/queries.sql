@@ -170,11 +170,12 @@ CROSS JOIN LATERAL (
 
 -- name: jobs_insert
 -- New attempts, and a wake-up for listening workers (delivered when the transaction commits).
+-- An attempt is due at its run_at (due_at: see migration 005).
 WITH inserted AS (
     INSERT INTO jobs (run_id, tenant, workflow, step_id, compensation, attempt, uses, input,
-                      timeout, priority, run_at, state, created_at, gates)
+                      timeout, priority, run_at, due_at, state, created_at, gates)
     SELECT run_id, tenant, workflow, step_id, compensation, attempt, uses, input, timeout,
-           priority, run_at, 'queued', now(), gates
+           priority, run_at, run_at, 'queued', now(), gates
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::integer[],
                 $7::text[], $8::text[], $9::double precision[], $10::integer[],
                 $11::timestamptz[], $12::text[])
@@ -230,9 +231,10 @@ WHERE jobs.id = held.id
 RETURNING jobs.id;
 
 -- name: jobs_release
+-- Given back unrun: due again from now, not from when it was first due.
 UPDATE jobs
 SET state = 'queued', lease_owner = NULL, lease_token = NULL, lease_until = NULL,
-    run_at = now()
+    run_at = now(), due_at = now()
 FROM unnest($1::bigint[], $2::text[]) AS l (id, token)
 WHERE jobs.id = l.id AND jobs.lease_token = l.token AND jobs.state = 'leased'
 RETURNING jobs.id, jobs.run_id, jobs.step_id, jobs.attempt, jobs.compensation, now();

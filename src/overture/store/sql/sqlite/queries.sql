@@ -71,9 +71,10 @@ INSERT INTO events (run_id, seq, type, at, data) VALUES (?, ?, ?, ?, ?);
 SELECT seq, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?;
 
 -- name: job_insert
+-- An attempt is due at its run_at (due_at: see migration 005).
 INSERT INTO jobs (run_id, tenant, workflow, step_id, compensation, attempt, uses, input, timeout,
-                  priority, run_at, state, created_at, gates)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?);
+                  priority, run_at, due_at, state, created_at, gates)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, 'queued', ?12, ?13);
 
 -- name: job_finish
 UPDATE jobs SET state = 'done', finished_at = ?
@@ -85,9 +86,10 @@ UPDATE jobs SET lease_until = ?
 WHERE id = ? AND lease_token = ? AND state = 'leased' AND lease_owner = ?;
 
 -- name: job_release
+-- Given back unrun: due again from now, not from when it was first due.
 UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_token = NULL, lease_until = NULL,
-                run_at = ?
-WHERE id = ? AND lease_token = ? AND state = 'leased'
+                run_at = ?1, due_at = ?1
+WHERE id = ?2 AND lease_token = ?3 AND state = 'leased'
 RETURNING run_id, step_id, attempt, compensation;
 
 -- name: jobs_expired
