@@ -4,7 +4,6 @@ OTLP/HTTP to a local collector that decodes the real protobuf wire format; and t
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from tests.support.server import RunningServer, running_server
+from tests.support.threaded import serving_in_thread, url_of
 
 from overture.remote import RemoteClient
 from overture.triggers.signatures import sign
@@ -93,15 +93,9 @@ def _receiver(collector: Collector) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture(scope="module")
 def collector() -> Iterator[Collector]:
     received = Collector(url="")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _receiver(received))
-    received.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving_in_thread(ThreadingHTTPServer(("127.0.0.1", 0), _receiver(received))) as server:
+        received.url = url_of(server)
         yield received
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(scope="module")

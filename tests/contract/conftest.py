@@ -37,6 +37,16 @@ OpenStore = Callable[..., Awaitable[Store]]
 
 # --- workflows used across modules ---------------------------------------------------------
 
+BOOKING = """
+name: book
+steps:
+  - id: pay
+    uses: echo
+    with: {flight: "${input.flight}"}
+    concurrency: {key: "flight-${input.flight}", limit: 1}
+"""
+"""One step holding a concurrency key per flight, limit 1: a second booking of a flight waits."""
+
 ONE_STEP = """
 name: one
 steps:

@@ -13,18 +13,10 @@ from overture.core.admission import TenantLimits
 from overture.errors import NotFound
 from overture.store import Store
 
-from .conftest import OpenStore, boom, claim_when_due, complete, register, start
+from .conftest import BOOKING, OpenStore, boom, claim_when_due, complete, register, start
 
 pytestmark = pytest.mark.asyncio
 
-BOOKING = """
-name: book
-steps:
-  - id: pay
-    uses: echo
-    with: {flight: "${input.flight}"}
-    concurrency: {key: "flight-${input.flight}", limit: 1}
-"""
 
 PLAIN = """
 name: book

@@ -10,7 +10,7 @@ import pytest
 from overture.store import Store
 from overture.store.records import Observation, QueueGauge, RunGauge
 
-from .conftest import CHAIN, ONE_STEP, boom, complete, drive, fail_with, register, start
+from .conftest import BOOKING, CHAIN, ONE_STEP, boom, complete, drive, fail_with, register, start
 
 pytestmark = pytest.mark.asyncio
 
@@ -121,16 +121,6 @@ async def test_waiting_runs_are_counted_as_waiting(store: Store) -> None:
     seen = await store.observe()
 
     assert runs(seen) == {("nap", "default", "waiting"): 1}
-
-
-BOOKING = """
-name: book
-steps:
-  - id: pay
-    uses: echo
-    with: {flight: "${input.flight}"}
-    concurrency: {key: "flight-${input.flight}", limit: 1}
-"""
 
 
 async def test_an_attempt_held_by_a_flow_control_stays_ready_and_keeps_its_age(

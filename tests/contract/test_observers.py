@@ -19,18 +19,9 @@ from overture.errors import NotFound
 from overture.store import Store
 from overture.store.records import StartRun
 
-from .conftest import ONE_STEP, is_sqlite, register, start
+from .conftest import BOOKING, ONE_STEP, is_sqlite, register, start
 
 pytestmark = pytest.mark.asyncio
-
-BOOKING = """
-name: book
-steps:
-  - id: pay
-    uses: echo
-    with: {flight: "${input.flight}"}
-    concurrency: {key: "flight-${input.flight}", limit: 1}
-"""
 
 
 class Recorder:

@@ -13,12 +13,12 @@ import json
 import logging
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from tests.support.threaded import serving_in_thread
 
 from overture import __version__
 from overture.runtime.redaction import REDACTED
@@ -146,15 +146,8 @@ def parse_envelope(raw: bytes) -> Iterator[tuple[str, dict[str, Any]]]:
 
 @contextlib.contextmanager
 def serving() -> Iterator[FakeSentry]:
-    server = FakeSentry()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving_in_thread(FakeSentry()) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from tests.support.threaded import serving_in_thread, url_of
+
 
 @dataclass
 class Counter:
@@ -76,11 +78,6 @@ def counting() -> Iterator[Counter]:
     counter = Counter()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(counter))
     server.daemon_threads = True
-    counter.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    counter.url = url_of(server)
+    with serving_in_thread(server):
         yield counter
-    finally:
-        server.shutdown()
-        server.server_close()
