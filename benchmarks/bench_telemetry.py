@@ -13,7 +13,7 @@ fresh database per sample, in three configurations:
 Scrape: ``Store.observe()`` (queues, unfinished runs, dead letters) on a database holding 20,000
 runs (half finished, half queued) and their jobs: the work a scrape adds to the database.
 
-Medians of 3 samples; writes ``benchmarks/results/telemetry.md``.
+Medians of 3 samples (``--repeat``); writes ``benchmarks/results/telemetry.md``.
 
     python -m benchmarks.bench_telemetry [--runs 2000] [--postgres SERVER_URL] [--no-write]
 """
@@ -140,6 +140,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_telemetry")
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--postgres", default=POSTGRES)
+    parser.add_argument("--repeat", type=int, default=REPEAT, help="samples per mode")
     parser.add_argument("--no-write", action="store_true", help="print, do not write results")
     args = parser.parse_args()
     drains: list[tuple[str, str, float, list[float]]] = []
@@ -147,7 +148,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="overture-telemetry-") as scratch:
         for store in ("SQLite", "PostgreSQL"):
             samples: dict[str, list[float]] = {mode: [] for mode in MODES}
-            for _ in range(REPEAT):  # interleaved, so drift in the machine hits every mode alike
+            for _ in range(args.repeat):  # interleaved: drift in the machine hits every mode
                 for mode in MODES:
                     with fresh_database(store, args.postgres, Path(scratch)) as url:
                         samples[mode].append(asyncio.run(drain(url, mode, args.runs)))
@@ -159,11 +160,14 @@ def main() -> None:
             scrapes.append((store, statistics.median(timings)))
             print(store, "observe ms", [round(t, 1) for t in timings], flush=True)
     if not args.no_write:
-        write(drains, scrapes, args.runs)
+        write(drains, scrapes, args.runs, args.repeat)
 
 
 def write(
-    drains: list[tuple[str, str, float, list[float]]], scrapes: list[tuple[str, float]], runs: int
+    drains: list[tuple[str, str, float, list[float]]],
+    scrapes: list[tuple[str, float]],
+    runs: int,
+    repeat: int,
 ) -> None:
     baseline = {store: rate for store, mode, rate, _ in drains if mode == "off"}
     lines = [
@@ -173,7 +177,7 @@ def write(
         f"{os.cpu_count()} cores, Python {platform.python_version()}, load average "
         f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} after the run. One in-process worker "
         f"(concurrency {CONCURRENCY}) drains {runs} queued one-step `noop` runs; medians of "
-        f"{REPEAT} samples, the modes interleaved. Produced by "
+        f"{repeat} samples, the modes interleaved. Produced by "
         "`python -m benchmarks.bench_telemetry`.",
         "",
         "| store | mode | steps/s | vs off | samples |",

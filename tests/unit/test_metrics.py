@@ -170,9 +170,9 @@ def test_a_step_dead_lettered_after_its_retries_is_counted_once_with_its_handler
     assert value(metrics, "overture_steps_dead_lettered_total", **dead) == 1
 
 
-def test_a_dead_letter_whose_step_this_process_never_queued_has_an_unknown_handler() -> None:
+def test_a_dead_letter_is_counted_with_its_handler_by_any_process() -> None:
     """The attempt was queued by another process (an API server): the transition that
-    dead-letters it names no handler."""
+    dead-letters it still names the step's handler, from the workflow."""
     run = Run(FLAKY, "acme")
     run.attempt("call", FATAL)
     metrics = Metrics(worker="w1")
@@ -180,9 +180,9 @@ def test_a_dead_letter_whose_step_this_process_never_queued_has_an_unknown_handl
     metrics.recorded(run.transitions[-1:])
 
     dead = {"workflow": "flaky", "tenant": "acme"}
-    assert value(metrics, "overture_steps_dead_lettered_total", **dead, handler="agent") == 0
+    assert value(metrics, "overture_steps_dead_lettered_total", **dead, handler="agent") == 1
     unknown = value(metrics, "overture_steps_dead_lettered_total", **dead, handler=UNKNOWN_HANDLER)
-    assert unknown == 1
+    assert unknown == 0
 
 
 def test_a_compensated_run_finishes_as_compensated() -> None:

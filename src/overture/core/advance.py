@@ -43,6 +43,18 @@ class Transition:
     """Attempts of ``workflow`` steps: the store starts a child run for each (no job)."""
     orphans: list[tuple[str, str]] = field(default_factory=list)
     """``(child run id, why)`` of the child runs whose step this transition stopped."""
+    workflow: Workflow | None = None
+    """The definition the run follows (None when nothing changed): what observers of the
+    transition look steps up in (a dead step's handler)."""
+
+    def handler_of(self, step_id: str, compensation: bool = False) -> str | None:
+        """The handler of a step of this run (or of its compensation), if it has one."""
+        if self.workflow is None:
+            return None
+        step = self.workflow.step(step_id)
+        if compensation:
+            return None if step.compensate is None else step.compensate.uses
+        return step.uses
 
 
 def advance(
@@ -91,6 +103,7 @@ def advance(
         dead=_dead(state, events),
         children=children,
         orphans=orphans,
+        workflow=workflow,
     )
 
 

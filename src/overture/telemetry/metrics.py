@@ -45,7 +45,7 @@ FINISHED_AS: dict[type[ev.Event], str] = {
 """The events that end a run, and the status each ends it in (``core.state``): a run that
 fails with compensations ends with a compensation event, never ``RunFailed``."""
 UNKNOWN_HANDLER = "unknown"
-"""The ``handler`` of a dead-lettered step this process never saw queued (see ``_Handlers``)."""
+"""The ``handler`` label where the transition does not say (it always does once written)."""
 
 
 class Metrics:
@@ -133,7 +133,6 @@ class Metrics:
         )
         # No heartbeat series until a worker records one: a process without a worker (an API
         # server with --workers 0) must not show a worker heartbeating zero times.
-        self._handlers = _Handlers()
 
     # --- StoreObserver ---------------------------------------------------------------------
     def recorded(self, transitions: Sequence[Transition]) -> None:
@@ -141,18 +140,17 @@ class Metrics:
         leases."""
         for t in transitions:
             state, worker = t.state, self.worker
-            self._handlers.learn(t)
             for job in t.schedule:
                 self._scheduled.labels(worker, state.workflow, state.tenant, job.uses).inc()
             for (step_id, compensation), _ in t.dead:
-                handler = self._handlers.of(t, step_id, compensation)
+                handler = t.handler_of(step_id, compensation) or UNKNOWN_HANDLER
                 self._dead_lettered.labels(worker, state.workflow, state.tenant, handler).inc()
             for event in t.events:
                 if isinstance(event, ev.RunStarted):
                     self._runs_started.labels(worker, state.workflow, state.tenant).inc()
                 elif isinstance(event, ev.StepRetryScheduled):
                     if event.reason == "error":
-                        handler = self._handlers.of(t, event.step_id, event.compensation)
+                        handler = t.handler_of(event.step_id, event.compensation) or UNKNOWN_HANDLER
                         self._retries.labels(worker, state.workflow, state.tenant, handler).inc()
                 elif isinstance(event, ev.StepLeaseExpired):
                     self._lease_expiries.labels(worker, state.workflow, state.tenant).inc()
@@ -182,34 +180,6 @@ class Metrics:
     def webhook_verified(self, *, source: str, tenant: str, result: str) -> None:
         """A delivery to ``source`` was ``verified``, or refused with ``result`` as the code."""
         self._webhooks.labels(self.worker, source, tenant, result).inc()
-
-
-class _Handlers:
-    """The handler of a step, for the counts whose transition queues no attempt of it (a step
-    dead-lettered). A transition names the handler only of the attempts it queues, so the
-    handler of each step of each workflow version this process saw queued is remembered; a
-    step this process never saw queued (its only attempt was queued by another process) is
-    ``UNKNOWN_HANDLER``. A step's handler is fixed by its workflow's version."""
-
-    LIMIT = 10_000
-    """Steps remembered at most; the oldest learned is forgotten first."""
-
-    def __init__(self) -> None:
-        self._known: dict[tuple[str, str, int, str, bool], str] = {}
-
-    def learn(self, t: Transition) -> None:
-        state = t.state
-        for job in (*t.schedule, *t.children):
-            key = (state.tenant, state.workflow, state.version, job.step_id, job.compensation)
-            if key not in self._known:
-                if len(self._known) >= self.LIMIT:
-                    del self._known[next(iter(self._known))]
-                self._known[key] = job.uses
-
-    def of(self, t: Transition, step_id: str, compensation: bool) -> str:
-        state = t.state
-        key = (state.tenant, state.workflow, state.version, step_id, compensation)
-        return self._known.get(key, UNKNOWN_HANDLER)
 
 
 def serve_metrics(metrics: Metrics, *, host: str, port: int) -> Callable[[], None]:
