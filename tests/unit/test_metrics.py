@@ -394,3 +394,13 @@ def test_a_metrics_port_beyond_the_last_one_is_refused_naming_the_setting() -> N
     with pytest.raises(SettingsInvalid, match=r"metrics_port: cannot listen on 127\.0\.0\.1:70000"):
         serve_metrics(Metrics(worker="w1"), host="127.0.0.1", port=70000)
     assert Settings().metrics_host == "127.0.0.1"  # never the API's host unless told
+
+
+def test_no_created_series_double_the_counters() -> None:
+    from prometheus_client import generate_latest
+
+    metrics = Metrics(worker="w1")
+    metrics.attempt_finished(handler="h", tenant="t", status="succeeded", seconds=0.1)
+    text = generate_latest(metrics.registry).decode()
+    assert "overture_step_executions_total{" in text
+    assert "_created" not in text

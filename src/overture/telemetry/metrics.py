@@ -19,11 +19,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
 
 from overture.core import events as ev
 from overture.core.advance import Transition
 from overture.settings import SettingsInvalid
+
+disable_created_metrics()  # type: ignore[no-untyped-call]
+"""No ``*_created`` series: a counter's start time doubles the series for what Prometheus's own
+reset detection already does (process-wide: prometheus_client keeps this setting globally)."""
 
 STEP_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0
