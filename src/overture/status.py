@@ -15,6 +15,7 @@ so letters kept on purpose would make the status fail for good; their growth is 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -41,7 +42,8 @@ class Status:
     """A tenant's queues, unfinished runs, dead letters and failing circuits, with the workers
     that serve every tenant, read at the database's time ``observed.at``."""
 
-    tenant: str
+    tenant: str | None
+    """None: every tenant's (what an operator's ``GET /metrics`` reports)."""
     observed: Observation
     """Only this tenant's gauges (``Store.observe(tenant)``)."""
     dead_letters: int
@@ -85,16 +87,31 @@ class Status:
         return not self.attention
 
 
-async def read_status(store: Store, *, tenant: str, with_workers: bool = True) -> Status:
-    """The status of ``tenant`` (``with_workers``: list the workers too, not only count them)."""
+async def read_status(store: Store, *, tenant: str | None, with_workers: bool = True) -> Status:
+    """The status of ``tenant`` (None: every tenant; ``with_workers``: list the workers too,
+    not only count them)."""
     observed = await store.observe(tenant)
-    workers = [w for w in await store.list_workers() if w.recent(observed.at)]
+    workers = await store.list_workers()
     circuits = await store.list_circuits(tenant=tenant)
+    return status_of(observed, workers, circuits, tenant=tenant, with_workers=with_workers)
+
+
+def status_of(
+    observed: Observation,
+    workers: Iterable[WorkerRecord],
+    circuits: Iterable[CircuitRecord],
+    *,
+    tenant: str | None,
+    with_workers: bool = True,
+) -> Status:
+    """What is worth reporting of what was read: workers running and seen lately (a crashed
+    one never says it stopped), circuits not closed."""
+    recent = tuple(w for w in workers if w.recent(observed.at))
     return Status(
         tenant=tenant,
         observed=observed,
         dead_letters=sum(count for _, count in observed.dead_letters),
         circuits=tuple(c for c in circuits if c.status in FAILING_CIRCUIT),
-        live_workers=live_workers(workers, observed.at),
-        workers=tuple(workers) if with_workers else None,
+        live_workers=live_workers(recent, observed.at),
+        workers=recent if with_workers else None,
     )

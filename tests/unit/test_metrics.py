@@ -17,6 +17,7 @@ from overture.core.events import ErrorInfo
 from overture.core.loader import parse_workflow
 from overture.core.model import Workflow
 from overture.settings import SETTINGS, Settings, SettingsInvalid
+from overture.status import status_of
 from overture.store.records import (
     CircuitRecord,
     Observation,
@@ -312,7 +313,8 @@ CIRCUITS = [circuit("host:api.example.com", "open"), circuit("host:fine.example.
 
 
 def scrape(metrics: Metrics, tenant: str | None) -> dict[Sample, float]:
-    families = [*metrics.registry.collect(), *shared_gauges(SEEN, WORKERS, CIRCUITS)]
+    gauges = shared_gauges(status_of(SEEN, WORKERS, CIRCUITS, tenant=None))
+    families = [*metrics.registry.collect(), *gauges]
     return samples(exposition(families, tenant=tenant).decode())
 
 

@@ -19,12 +19,8 @@ class PostgresObserve(PostgresBase):
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             at = await conn.fetchval(Q["now"])
-            if tenant is None:
-                queues = await conn.fetch(Q["observe_queues"])
-                runs = await conn.fetch(Q["observe_runs"], list(UNFINISHED))
-                dead = await conn.fetch(Q["observe_dead_letters"])
-            else:
-                queues = await conn.fetch(Q["observe_queues_of"], tenant)
-                runs = await conn.fetch(Q["observe_runs_of"], tenant, list(UNFINISHED))
-                dead = await conn.fetch(Q["observe_dead_letters_of"], tenant)
+            of, tenants = ("", ()) if tenant is None else ("_of", (tenant,))
+            queues = await conn.fetch(Q[f"observe_queues{of}"], *tenants)
+            runs = await conn.fetch(Q[f"observe_runs{of}"], *tenants, list(UNFINISHED))
+            dead = await conn.fetch(Q[f"observe_dead_letters{of}"], *tenants)
         return observation(when(at), queues, runs, dead, when)

@@ -13,20 +13,15 @@ stopped).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from overture.store.records import (
-    CircuitRecord,
-    Observation,
-    WorkerRecord,
-    live_workers,
-    seconds_since,
-)
+from overture.status import Status
+from overture.store.records import seconds_since
 
 CIRCUIT_STATES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 """``overture_circuit_state`` values: higher is worse, so ``max`` over keys means something."""
@@ -38,10 +33,10 @@ infrastructure names (as ``GET /v1/status`` shows any key how many are live). Ev
 series without a ``tenant`` label is the operator's only."""
 
 
-def shared_gauges(
-    seen: Observation, workers: Sequence[WorkerRecord], circuits: Sequence[CircuitRecord]
-) -> list[Metric]:
-    """The gauges of the deployment as a whole, as of ``seen.at`` (the database's time)."""
+def shared_gauges(status: Status) -> list[Metric]:
+    """The gauges of the deployment as a whole (``status.read_status``), as of the database's
+    time when they were read."""
+    seen = status.observed
     depth = GaugeMetricFamily(
         "overture_queue_depth",
         "Attempts due and not started: waiting for a worker or held by a flow control.",
@@ -88,18 +83,16 @@ def shared_gauges(
         "Circuit breakers not closed: 1 half-open (one probe runs), 2 open (jobs parked).",
         labels=["key", "tenant"],
     )
-    for c in circuits:
-        if c.status == "closed":
-            continue  # the usual state: no series, or every key ever called would have one
+    for c in status.circuits:  # not closed: else every key ever called would have a series
         circuit.add_metric([c.key, c.tenant], CIRCUIT_STATES.get(c.status, 0.0))
-    return [depth, delayed, running, oldest, dead, runs, circuit, *_worker_gauges(seen, workers)]
+    return [depth, delayed, running, oldest, dead, runs, circuit, *_worker_gauges(status)]
 
 
-def _worker_gauges(seen: Observation, workers: Sequence[WorkerRecord]) -> list[Metric]:
+def _worker_gauges(status: Status) -> list[Metric]:
     live = GaugeMetricFamily(
         "overture_workers_live",
         "Workers running and heartbeating (seen within store.records.WORKER_LIVE_WITHIN).",
-        value=live_workers(workers, seen.at),
+        value=status.live_workers,
     )
     last_seen = GaugeMetricFamily(
         "overture_worker_last_seen_seconds",
@@ -107,9 +100,8 @@ def _worker_gauges(seen: Observation, workers: Sequence[WorkerRecord]) -> list[M
         "database's clock.",
         labels=["worker"],
     )
-    for w in workers:
-        if w.recent(seen.at):
-            last_seen.add_metric([w.id], seconds_since(w.last_seen, seen.at))
+    for w in status.workers or ():
+        last_seen.add_metric([w.id], seconds_since(w.last_seen, status.observed.at))
     return [live, last_seen]
 
 

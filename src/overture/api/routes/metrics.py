@@ -19,6 +19,7 @@ from overture.api.auth import Principal, Reader
 from overture.api.responses import ERRORS
 from overture.api.services import Services, Svc
 from overture.apikeys import granted
+from overture.status import read_status
 from overture.telemetry.gauges import exposition, shared_gauges
 
 router = APIRouter(responses=ERRORS, tags=["metrics"])
@@ -48,13 +49,9 @@ def seen_tenant(who: Principal, s: Services) -> str | None:
     summary="Prometheus metrics: this process's counts and the deployment's gauges",
 )
 async def metrics(who: Reader, s: Svc) -> Response:
-    store, tenant = s.store, seen_tenant(who, s)
+    tenant = seen_tenant(who, s)
     families = list(s.metrics.registry.collect()) if s.metrics is not None else []
-    families += shared_gauges(
-        await store.observe(tenant),
-        await store.list_workers(),
-        await store.list_circuits(tenant=tenant),
-    )
+    families += shared_gauges(await read_status(s.store, tenant=tenant))
     # Formatting every series is CPU work that grows with them: off the event loop.
     body = await asyncio.to_thread(exposition, families, tenant=tenant)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
